@@ -1,0 +1,3 @@
+module github.com/veloxsip/velox
+
+go 1.26
