@@ -167,3 +167,15 @@ func (m *Message) AppendTo(dst []byte) ([]byte, error) {
 	}
 	return append(dst, m.buf[cur:m.body.end]...), nil
 }
+
+// RemoveAfter removes the text from the end of a up to the end of b, both
+// slices of the message buffer with a before b: how the last value of a
+// multi-value header line goes with its comma (a is the value before it).
+func (m *Message) RemoveAfter(a, b []byte) {
+	from, to := m.offsetOf(a), m.offsetOf(b)
+	if from < 0 || to < 0 || to < from+len(a) {
+		m.edits.err = ErrEditOverlap
+		return
+	}
+	m.add(from+len(a), to+len(b), nil)
+}

@@ -275,6 +275,10 @@ func (it *ViaIter) Next(v *Via) (ok bool, err error) {
 // Line returns the header index of the value Next returned last.
 func (it *ViaIter) Line() int { return it.line }
 
+// Rest returns what follows the last value on its line (empty when it was
+// the last value of the line).
+func (it *ViaIter) Rest() []byte { return it.rest }
+
 // NameAddrIter walks the comma-separated name-addr values of one header
 // kind (Contact, Route, Record-Route, Path …) across all its lines.
 type NameAddrIter struct {

@@ -104,7 +104,9 @@ type Message struct {
 // stream message). Leading CRLFs are skipped (RFC 3261 §7.5). Folded header
 // lines are unfolded in place, so buf is modified. When Content-Length
 // announces fewer bytes than follow the headers, the body is cut to it; when
-// more, ErrBodyTruncated is returned.
+// more, ErrBodyTruncated is returned. A malformed header line is skipped and
+// its error returned after the rest is indexed, so that a 400 can still be
+// routed back.
 func (m *Message) Parse(buf []byte) error {
 	m.reset()
 	m.buf = buf
@@ -125,6 +127,7 @@ func (m *Message) Parse(buf []byte) error {
 	}
 	m.startEnd = uint32(next)
 	pos = next
+	var lineErr error
 	for {
 		lineEnd, next = lineAt(buf, pos)
 		if lineEnd < 0 {
@@ -154,7 +157,13 @@ func (m *Message) Parse(buf []byte) error {
 			continue
 		}
 		if err := m.indexHeader(pos, lineEnd, next); err != nil {
-			return err
+			if err == ErrTooManyHeaders {
+				return err
+			}
+			// Keep indexing: the other headers let a 400 be routed back.
+			if lineErr == nil {
+				lineErr = err
+			}
 		}
 		pos = next
 	}
@@ -169,7 +178,7 @@ func (m *Message) Parse(buf []byte) error {
 		}
 		m.body.end = m.body.off + uint32(n)
 	}
-	return nil
+	return lineErr
 }
 
 // lineAt returns the end of the line starting at pos (excluding CR LF) and

@@ -6,7 +6,7 @@ import "strconv"
 // §8.2.6): the Via, From, To, Call-ID and CSeq of the request are copied,
 // a To tag is added when the request has none and code > 100, then extra
 // header lines (each ending in CRLF, may be nil) and Content-Length: 0.
-func AppendResponse(dst []byte, req *Message, code int, reason string, toTag string, extra []byte) []byte {
+func AppendResponse(dst []byte, req *Message, code int, reason string, toTag []byte, extra []byte) []byte {
 	dst = append(dst, "SIP/2.0 "...)
 	dst = strconv.AppendInt(dst, int64(code), 10)
 	dst = append(dst, ' ')
@@ -19,7 +19,7 @@ func AppendResponse(dst []byte, req *Message, code int, reason string, toTag str
 			dst = appendHeaderLine(dst, req, h)
 		case HdrTo:
 			dst = appendHeaderLine(dst, req, h)
-			if code > 100 && toTag != "" {
+			if code > 100 && len(toTag) > 0 {
 				if to, err := req.To(); err == nil && len(to.Tag()) == 0 {
 					dst = dst[:len(dst)-2] // before CRLF
 					dst = append(dst, ";tag="...)

@@ -209,3 +209,7 @@ var hostChars = func() (t [256]bool) {
 }()
 
 func isHostChar(c byte) bool { return hostChars[c] }
+
+// RPortName returns the "rport" parameter name as written (a slice of the
+// message), so that "=port" can be inserted right after it.
+func (v *Via) RPortName() []byte { return v.rportName }

@@ -133,3 +133,5 @@ func (it *ParamIter) Next() (name, value []byte, ok bool) {
 	}
 	return nil, nil, false
 }
+
+func (u *URI) Param(name string) ([]byte, bool) { return ParamValue(u.Params, name) }

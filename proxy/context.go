@@ -1,0 +1,88 @@
+// Package proxy carries a SIP message through the routing pipeline: the
+// per-request Context that modules act on, the worker that receives,
+// routes and sends, and the stateless forwarding rules of RFC 3261 §16.11.
+package proxy
+
+import (
+	"net/netip"
+
+	"github.com/veloxsip/velox/sip"
+	"github.com/veloxsip/velox/transport"
+)
+
+// Action tells the pipeline what to do after a step.
+type Action uint8
+
+const (
+	// Continue runs the next step.
+	Continue Action = iota
+	// Stop ends the pipeline: the step has replied, forwarded or dropped
+	// the request.
+	Stop
+)
+
+// Handler is one routing step (a module instance). Handle must not block
+// and should not allocate.
+type Handler interface {
+	Handle(ctx *Context) Action
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx *Context) Action
+
+// Handle calls f(ctx).
+func (f HandlerFunc) Handle(ctx *Context) Action { return f(ctx) }
+
+// Condition decides whether a step runs for a request.
+type Condition interface {
+	Eval(ctx *Context) bool
+}
+
+// Step is a pipeline entry: a handler and the condition that guards it.
+type Step struct {
+	Name    string    // module name, for logs and metrics
+	If      Condition // nil: always
+	Handler Handler
+}
+
+// Pipeline is the ordered request route, built once at load.
+type Pipeline []Step
+
+// Context is the request being routed and what the steps decided so far.
+// One Context per worker is reused for every message.
+type Context struct {
+	Msg   *sip.Message
+	Src   netip.AddrPort // where the request came from
+	Local netip.AddrPort // the socket it arrived on
+	Proto string         // "udp"
+
+	srv *Server
+	out *transport.Out
+	st  *WorkerStats
+
+	// Routed is set by loose routing when a Route header decided the next
+	// hop (an in-dialog or pre-routed request); NextHop is then that hop.
+	Routed  bool
+	NextHop sip.URI
+
+	// MaxForwardsLimit, when > 0, caps Max-Forwards and is the value set
+	// when the header is missing (default 70).
+	MaxForwardsLimit int
+
+	// RecordRoute asks the forwarder to add a Record-Route for this proxy.
+	RecordRoute bool
+
+	// Done is set once the request was replied to, forwarded or dropped.
+	Done bool
+}
+
+func (c *Context) reset(m *sip.Message, src netip.AddrPort, out *transport.Out) {
+	c.Msg, c.Src, c.out = m, src, out
+	c.Local = out.Local()
+	c.Routed, c.RecordRoute, c.Done = false, false, false
+	c.MaxForwardsLimit = 0
+	c.NextHop = sip.URI{}
+}
+
+// Server returns the server the request is routed by.
+func (c *Context) Server() *Server { return c.srv }

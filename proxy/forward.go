@@ -1,0 +1,354 @@
+package proxy
+
+import (
+	"hash/maphash"
+	"net/netip"
+	"strconv"
+
+	"github.com/veloxsip/velox/sip"
+)
+
+// branchPrefix starts every branch this server generates: the RFC 3261
+// magic cookie and a mark that lets a response be recognised as ours.
+const branchPrefix = sip.MagicCookie + "Vx"
+
+// loopHashLen is the number of hex digits of the loop-detection part.
+const loopHashLen = 16
+
+// Reply sends a stateless response to the request (never to an ACK) and
+// marks the request done.
+func (c *Context) Reply(code int, reason string) { c.ReplyWith(code, reason, nil) }
+
+// ReplyWith is Reply with extra header lines (each ending in CRLF).
+func (c *Context) ReplyWith(code int, reason string, extra []byte) {
+	c.Done = true
+	m := c.Msg
+	if m.Method() == sip.ACK {
+		return
+	}
+	dst, ok := c.srv.responseDest(c, m)
+	if !ok {
+		c.st.Dropped.Add(1)
+		return
+	}
+	b := c.out.Buffer()
+	var tag [16]byte
+	b = sip.AppendResponse(b, m, code, reason, c.toTag(tag[:0]), extra)
+	c.out.Send(b, dst)
+	c.st.Replied.Add(1)
+}
+
+// toTag returns the To tag for stateless replies: the same for a
+// retransmitted request (a hash of Call-ID and From), so it is stable.
+func (c *Context) toTag(dst []byte) []byte {
+	var h maphash.Hash
+	h.SetSeed(c.srv.seed)
+	h.Write(c.Msg.CallID())
+	if f, err := c.Msg.From(); err == nil {
+		h.Write(f.Tag())
+	}
+	return appendHex64(dst, h.Sum64())
+}
+
+// responseDest is where a response to request m goes (RFC 3261 §18.2.2 and
+// RFC 3581): the source IP, and the source port when the Via asks for
+// rport, else the sent-by port.
+func (s *Server) responseDest(c *Context, m *sip.Message) (netip.AddrPort, bool) {
+	v, err := m.TopVia()
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	if v.HasRPort || !c.Src.IsValid() {
+		return c.Src, c.Src.IsValid()
+	}
+	port := v.Port
+	if port == 0 {
+		port = 5060
+	}
+	return netip.AddrPortFrom(c.Src.Addr(), port), true
+}
+
+// Forward sends the request statelessly to dst (RFC 3261 §16.6, §16.11):
+// loop check, Max-Forwards, received/rport on the previous hop's Via, our
+// Via with a branch that is the same for a retransmission, Record-Route when
+// asked for.
+func (c *Context) Forward(dst netip.AddrPort) {
+	c.Done = true
+	m := c.Msg
+	li := c.srv.self.listener(c.Local)
+	if c.srv.self.IsLocal(dst) {
+		c.Reply(482, "Loop Detected")
+		return
+	}
+	// §16.6 step 3: Max-Forwards.
+	mf, present, err := m.MaxForwards()
+	if lim := c.MaxForwardsLimit; present && lim > 0 && mf > lim {
+		mf = lim
+	}
+	switch {
+	case err != nil:
+		c.Reply(400, "Malformed Max-Forwards")
+		return
+	case present && mf == 0:
+		if m.Method() == sip.OPTIONS {
+			c.Reply(200, "OK") // §16.3: a proxy MAY answer OPTIONS itself
+		} else {
+			c.Reply(483, "Too Many Hops")
+		}
+		return
+	}
+	loop := c.loopHash()
+	if c.looped(loop) {
+		c.Reply(482, "Loop Detected")
+		return
+	}
+	top, _ := m.TopVia()
+
+	// RFC 3581 / §18.2.1: received and rport on the sender's Via.
+	src := c.Src.Addr()
+	sentBy, isIP := ParseIP(top.Host)
+	if top.HasRPort {
+		t := c.Msg.Scratch()
+		if len(top.Received) == 0 {
+			t = append(t, ";received="...)
+			t = appendAddr(t, src)
+		}
+		if len(t) > 0 {
+			m.InsertAt(top.Raw, true, t)
+		}
+		if len(top.RPort) == 0 {
+			t2 := append(m.Scratch(), '=')
+			t2 = strconv.AppendUint(t2, uint64(c.Src.Port()), 10)
+			m.InsertAt(top.RPortName(), true, t2)
+		}
+	} else if (!isIP || sentBy != src) && len(top.Received) == 0 {
+		t := append(m.Scratch(), ";received="...)
+		t = appendAddr(t, src)
+		m.InsertAt(top.Raw, true, t)
+	}
+
+	// Our Via (and Record-Route) go before every other header.
+	t := append(m.Scratch(), li.viaPrefix...)
+	t = append(t, branchPrefix...)
+	t = appendHex64(t, loop)
+	t = append(t, '.')
+	t = appendHex64(t, c.txHash(top))
+	t = append(t, "\r\n"...)
+	if c.RecordRoute {
+		t = append(t, li.rr...)
+	}
+	m.InsertHeaderFirst(t)
+
+	if present {
+		m.ReplaceHeaderValue(m.MaxForwardsIndex(), strconv.AppendInt(m.Scratch(), int64(mf-1), 10))
+	} else {
+		lim := c.MaxForwardsLimit
+		if lim <= 0 {
+			lim = 70
+		}
+		t := append(m.Scratch(), "Max-Forwards: "...)
+		t = strconv.AppendInt(t, int64(lim), 10)
+		m.AppendHeader(append(t, "\r\n"...))
+	}
+	c.send(dst)
+}
+
+func (c *Context) send(dst netip.AddrPort) {
+	b, err := c.Msg.AppendTo(c.out.Buffer())
+	if err != nil {
+		c.srv.log.Warn("proxy: cannot write message", "err", err)
+		c.st.Dropped.Add(1)
+		return
+	}
+	c.out.Send(b, dst)
+	c.st.Forwarded.Add(1)
+}
+
+// loopHash is the loop-detection part of our branch (§16.6 step 8): a hash
+// of the fields that stay the same when a request comes back to us
+// unchanged — not the Vias.
+func (c *Context) loopHash() uint64 {
+	m := c.Msg
+	var h maphash.Hash
+	h.SetSeed(c.srv.seed)
+	h.Write(m.RequestURI())
+	h.Write(m.CallID())
+	if f, err := m.From(); err == nil {
+		h.Write(f.Tag())
+	}
+	if t, err := m.To(); err == nil {
+		h.Write(t.Tag())
+	}
+	n, _, _ := m.CSeq()
+	h.WriteByte(byte(n))
+	h.WriteByte(byte(n >> 8))
+	h.WriteByte(byte(n >> 16))
+	h.WriteByte(byte(n >> 24))
+	for i := 0; i < m.NumHeaders(); i++ {
+		id, _, v := m.HeaderAt(i)
+		switch id {
+		case sip.HdrRoute, sip.HdrProxyRequire, sip.HdrProxyAuthorization:
+			h.Write(v)
+		}
+	}
+	return h.Sum64()
+}
+
+// txHash identifies the transaction: the sender's branch when it is an
+// RFC 3261 one (CANCEL and ACK for non-2xx share the INVITE's), else the
+// whole top Via (RFC 2543 clients).
+func (c *Context) txHash(top *sip.Via) uint64 {
+	var h maphash.Hash
+	h.SetSeed(c.srv.seed)
+	if top.IsRFC3261Branch() {
+		h.Write(top.Branch)
+	} else {
+		h.Write(top.Raw)
+		n, _, _ := c.Msg.CSeq()
+		h.WriteByte(byte(n))
+		h.WriteByte(byte(n >> 8))
+	}
+	h.Write(top.Host)
+	return h.Sum64()
+}
+
+// looped reports whether a Via of ours carries the loop hash of the request
+// as it is now: the request came back unchanged (§16.3 step 4). A Via of ours
+// with another hash is a spiral, which is fine.
+func (c *Context) looped(loop uint64) bool {
+	it := c.Msg.Vias()
+	var v sip.Via
+	var want [loopHashLen]byte
+	appendHex64(want[:0], loop)
+	for {
+		ok, err := it.Next(&v)
+		if !ok || err != nil {
+			return false
+		}
+		b := v.Branch
+		if len(b) < len(branchPrefix)+loopHashLen || string(b[:len(branchPrefix)]) != branchPrefix {
+			continue
+		}
+		if !c.srv.self.IsSelf(v.Host, v.Port, false) {
+			continue
+		}
+		if string(b[len(branchPrefix):len(branchPrefix)+loopHashLen]) == string(want[:]) {
+			return true
+		}
+	}
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendHex64(b []byte, v uint64) []byte {
+	for s := 60; s >= 0; s -= 4 {
+		b = append(b, hexDigits[(v>>uint(s))&0xf])
+	}
+	return b
+}
+
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if a.Is6() && !a.Is4In6() {
+		b = append(b, '[')
+		b = a.AppendTo(b)
+		return append(b, ']')
+	}
+	return a.Unmap().AppendTo(b)
+}
+
+// URIDest returns the address a request for URI u is sent to: its maddr or
+// host, and its port (5060, or 5061 for sips, when absent).
+func (s *Server) URIDest(u *sip.URI) (netip.AddrPort, error) {
+	host := u.Host
+	if ma, ok := u.Param("maddr"); ok && len(ma) > 0 {
+		host = ma
+	}
+	a, err := s.resolver.Resolve(host)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	port := u.Port
+	if port == 0 {
+		port = 5060
+		if u.Scheme == sip.SchemeSIPS {
+			port = 5061
+		}
+	}
+	return netip.AddrPortFrom(a, port), nil
+}
+
+// forwardResponse sends a response on along the Via chain (§16.11): the
+// top Via must be ours; it is removed and the response goes to the next
+// Via's received/rport or sent-by address.
+func (s *Server) forwardResponse(c *Context, m *sip.Message, out outSender) {
+	st := c.st
+	top, err := m.TopVia()
+	if err != nil || !hasPrefix(top.Branch, branchPrefix) || !s.self.IsSelf(top.Host, top.Port, false) {
+		st.Dropped.Add(1)
+		return
+	}
+	it := m.Vias()
+	var v sip.Via
+	if ok, _ := it.Next(&v); !ok {
+		st.Dropped.Add(1)
+		return
+	}
+	line, rest := it.Line(), it.Rest()
+	if ok, err := it.Next(&v); !ok || err != nil {
+		st.Dropped.Add(1) // a response to a request we originated
+		return
+	}
+	m.RemoveFirstValue(line, rest)
+	var dst netip.AddrPort
+	host := v.Host
+	if len(v.Received) > 0 {
+		host = v.Received
+	}
+	a, err := s.resolver.Resolve(host)
+	if err != nil {
+		st.Dropped.Add(1)
+		return
+	}
+	port := v.Port
+	if len(v.RPort) > 0 {
+		if p, ok := parsePort(v.RPort); ok {
+			port = p
+		}
+	}
+	if port == 0 {
+		port = 5060
+	}
+	dst = netip.AddrPortFrom(a, port)
+	b, err := m.AppendTo(out.Buffer())
+	if err != nil {
+		st.Dropped.Add(1)
+		return
+	}
+	out.Send(b, dst)
+	st.ResponsesForwarded.Add(1)
+}
+
+// outSender is the part of transport.Out the forwarder uses.
+type outSender interface {
+	Buffer() []byte
+	Send(b []byte, dst netip.AddrPort)
+}
+
+func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
+
+func parsePort(b []byte) (uint16, bool) {
+	if len(b) == 0 || len(b) > 5 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n == 0 || n > 65535 {
+		return 0, false
+	}
+	return uint16(n), true
+}

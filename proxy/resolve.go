@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// Resolver turns the host of a URI or Via into an address. IP literals are
+// parsed in place; host names are looked up with the system resolver and
+// cached. Reads of the cache take no lock (the map is replaced on change).
+//
+// A miss blocks the calling worker for the lookup (up to two seconds). Full
+// RFC 3263 resolution (NAPTR/SRV, failover) is a separate component.
+type Resolver struct {
+	cache atomic.Pointer[map[string]resolved]
+	mu    sync.Mutex // serialises cache writers
+	ttl   time.Duration
+	now   func() time.Time
+}
+
+type resolved struct {
+	addr    netip.Addr
+	expires time.Time
+}
+
+// ErrUnresolvable is returned for hosts that do not resolve.
+var ErrUnresolvable = errors.New("proxy: host does not resolve")
+
+// NewResolver returns a resolver that keeps answers for a minute.
+func NewResolver() *Resolver {
+	r := &Resolver{ttl: time.Minute, now: time.Now}
+	m := map[string]resolved{}
+	r.cache.Store(&m)
+	return r
+}
+
+// ParseIP parses an IPv4 address or an IPv6 reference with or without
+// brackets, without allocating.
+func ParseIP(host []byte) (netip.Addr, bool) {
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	if len(host) == 0 {
+		return netip.Addr{}, false
+	}
+	c := host[0]
+	if !(c >= '0' && c <= '9') && !(c >= 'a' && c <= 'f') && !(c >= 'A' && c <= 'F') && c != ':' {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(unsafe.String(&host[0], len(host)))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
+
+// Resolve returns the address of host.
+func (r *Resolver) Resolve(host []byte) (netip.Addr, error) {
+	if a, ok := ParseIP(host); ok {
+		return a, nil
+	}
+	if len(host) == 0 {
+		return netip.Addr{}, ErrUnresolvable
+	}
+	if e, ok := (*r.cache.Load())[string(host)]; ok && r.now().Before(e.expires) {
+		if !e.addr.IsValid() {
+			return e.addr, ErrUnresolvable
+		}
+		return e.addr, nil
+	}
+	name := string(host)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", name)
+	var a netip.Addr
+	if err == nil && len(addrs) > 0 {
+		a = addrs[0].Unmap()
+		for _, x := range addrs {
+			if x.Unmap().Is4() { // prefer IPv4 like most SIP stacks
+				a = x.Unmap()
+				break
+			}
+		}
+	}
+	r.mu.Lock()
+	old := *r.cache.Load()
+	m := make(map[string]resolved, len(old)+1)
+	now := r.now()
+	for k, v := range old {
+		if now.Before(v.expires) {
+			m[k] = v
+		}
+	}
+	ttl := r.ttl
+	if !a.IsValid() {
+		ttl = 5 * time.Second // remember failures briefly
+	}
+	m[name] = resolved{addr: a, expires: now.Add(ttl)}
+	r.cache.Store(&m)
+	r.mu.Unlock()
+	if !a.IsValid() {
+		return a, ErrUnresolvable
+	}
+	return a, nil
+}

@@ -1,0 +1,180 @@
+package proxy
+
+import (
+	"hash/maphash"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/veloxsip/velox/sip"
+	"github.com/veloxsip/velox/transport"
+)
+
+// Server is the routing core shared by every worker of every listener. Its
+// pipeline can be swapped while workers run (configuration reload).
+type Server struct {
+	pipeline atomic.Pointer[Pipeline]
+	self     Identity
+	seed     maphash.Seed
+	resolver *Resolver
+	log      *slog.Logger
+
+	mu      chan struct{} // serialises worker registration
+	workers []*WorkerStats
+}
+
+// Options configure a Server.
+type Options struct {
+	// Logger receives warnings and errors; nil uses slog.Default().
+	Logger *slog.Logger
+	// Aliases are extra host names (or host:port) the server answers to.
+	Aliases []string
+}
+
+// NewServer returns a server running pipeline p.
+func NewServer(p Pipeline, opt Options) *Server {
+	s := &Server{seed: maphash.MakeSeed(), resolver: NewResolver(), log: opt.Logger, mu: make(chan struct{}, 1)}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	for _, a := range opt.Aliases {
+		s.self.AddAlias(a)
+	}
+	s.SetPipeline(p)
+	return s
+}
+
+// SetPipeline replaces the request pipeline; workers pick it up with the
+// next message.
+func (s *Server) SetPipeline(p Pipeline) { s.pipeline.Store(&p) }
+
+// Identity returns the addresses the server considers its own.
+func (s *Server) Identity() *Identity { return &s.self }
+
+// AddListener records a listening address (and the host:port advertised for
+// it, "" for the address itself) as the server's own.
+func (s *Server) AddListener(proto string, local netip.AddrPort, advertise string) {
+	s.self.AddListener(proto, local, advertise)
+}
+
+// NewWorker returns the packet handler of one transport worker.
+func (s *Server) NewWorker(int) transport.Handler {
+	w := &Worker{srv: s, st: new(WorkerStats)}
+	w.ctx.srv, w.ctx.st = s, w.st
+	w.ctx.Proto = "udp"
+	s.mu <- struct{}{}
+	s.workers = append(s.workers, w.st)
+	<-s.mu
+	return w
+}
+
+// Stats sums the counters of all workers.
+func (s *Server) Stats() Stats {
+	s.mu <- struct{}{}
+	defer func() { <-s.mu }()
+	var t Stats
+	for _, w := range s.workers {
+		t.add(w)
+	}
+	return t
+}
+
+// Worker carries each message of one transport worker from parse to send.
+// It holds the reusable message and context, so it handles one packet at a
+// time and is never shared.
+type Worker struct {
+	srv *Server
+	msg sip.Message
+	ctx Context
+	st  *WorkerStats
+}
+
+// HandlePacket parses and routes one datagram.
+func (w *Worker) HandlePacket(data []byte, src netip.AddrPort, out *transport.Out) {
+	m := &w.msg
+	err := m.Parse(data)
+	m.Src = src
+	if err != nil {
+		w.malformed(err, src, out)
+		return
+	}
+	if m.IsRequest() {
+		w.st.Requests.Add(1)
+		w.request(src, out)
+		return
+	}
+	w.st.Responses.Add(1)
+	w.srv.forwardResponse(&w.ctx, m, out)
+}
+
+// malformed answers a broken request with the error's status when a
+// response can be routed back, and otherwise drops it.
+func (w *Worker) malformed(err error, src netip.AddrPort, out *transport.Out) {
+	m := &w.msg
+	w.st.Malformed.Add(1)
+	if !m.IsRequest() || m.Method() == sip.ACK {
+		return
+	}
+	if _, verr := m.TopVia(); verr != nil {
+		return
+	}
+	if _, _, cerr := m.CSeq(); cerr != nil || len(m.CallID()) == 0 || m.Index(sip.HdrFrom, -1) < 0 || m.Index(sip.HdrTo, -1) < 0 {
+		return
+	}
+	w.ctx.reset(m, src, out)
+	e, ok := err.(*sip.Error)
+	if !ok {
+		e = sip.ErrHeaderLine
+	}
+	w.ctx.Reply(e.Code, e.Reason)
+}
+
+func (w *Worker) request(src netip.AddrPort, out *transport.Out) {
+	c := &w.ctx
+	c.reset(&w.msg, src, out)
+	if _, err := c.Msg.TopVia(); err != nil {
+		w.st.Malformed.Add(1)
+		return // no way to route a response back
+	}
+	p := *w.srv.pipeline.Load()
+	for i := range p {
+		st := &p[i]
+		if st.If != nil && !st.If.Eval(c) {
+			continue
+		}
+		if st.Handler.Handle(c) == Stop || c.Done {
+			return
+		}
+	}
+	w.st.Unrouted.Add(1)
+}
+
+// WorkerStats are one worker's counters.
+type WorkerStats struct {
+	Requests, Responses atomic.Uint64
+	Forwarded           atomic.Uint64
+	ResponsesForwarded  atomic.Uint64
+	Replied             atomic.Uint64
+	Malformed           atomic.Uint64
+	Dropped             atomic.Uint64
+	Unrouted            atomic.Uint64
+	SendErrors          atomic.Uint64
+	_                   [64]byte // keep workers' counters off each other's cache lines
+}
+
+// Stats are counters summed over all workers.
+type Stats struct {
+	Requests, Responses, Forwarded, ResponsesForwarded, Replied, Malformed, Dropped, Unrouted, SendErrors uint64
+}
+
+func (t *Stats) add(w *WorkerStats) {
+	t.Requests += w.Requests.Load()
+	t.Responses += w.Responses.Load()
+	t.Forwarded += w.Forwarded.Load()
+	t.ResponsesForwarded += w.ResponsesForwarded.Load()
+	t.Replied += w.Replied.Load()
+	t.Malformed += w.Malformed.Load()
+	t.Dropped += w.Dropped.Load()
+	t.Unrouted += w.Unrouted.Load()
+	t.SendErrors += w.SendErrors.Load()
+}
