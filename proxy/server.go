@@ -91,6 +91,7 @@ type Worker struct {
 
 // HandlePacket parses and routes one datagram.
 func (w *Worker) HandlePacket(data []byte, src netip.AddrPort, out *transport.Out) {
+	defer w.recover(src)
 	m := &w.msg
 	err := m.Parse(data)
 	m.Src = src
@@ -105,6 +106,15 @@ func (w *Worker) HandlePacket(data []byte, src netip.AddrPort, out *transport.Ou
 	}
 	w.st.Responses.Add(1)
 	w.srv.forwardResponse(&w.ctx, m, out)
+}
+
+// recover keeps a bug triggered by one message from taking the server
+// down: the message is dropped, counted and logged.
+func (w *Worker) recover(src netip.AddrPort) {
+	if r := recover(); r != nil {
+		w.st.Panics.Add(1)
+		w.srv.log.Error("proxy: panic while handling a message; dropped", "src", src.String(), "panic", r)
+	}
 }
 
 // malformed answers a broken request with the error's status when a
@@ -159,12 +169,13 @@ type WorkerStats struct {
 	Dropped             atomic.Uint64
 	Unrouted            atomic.Uint64
 	SendErrors          atomic.Uint64
+	Panics              atomic.Uint64
 	_                   [64]byte // keep workers' counters off each other's cache lines
 }
 
 // Stats are counters summed over all workers.
 type Stats struct {
-	Requests, Responses, Forwarded, ResponsesForwarded, Replied, Malformed, Dropped, Unrouted, SendErrors uint64
+	Requests, Responses, Forwarded, ResponsesForwarded, Replied, Malformed, Dropped, Unrouted, SendErrors, Panics uint64
 }
 
 func (t *Stats) add(w *WorkerStats) {
@@ -177,4 +188,5 @@ func (t *Stats) add(w *WorkerStats) {
 	t.Dropped += w.Dropped.Load()
 	t.Unrouted += w.Unrouted.Load()
 	t.SendErrors += w.SendErrors.Load()
+	t.Panics += w.Panics.Load()
 }
