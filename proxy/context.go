@@ -7,8 +7,18 @@ import (
 	"net/netip"
 
 	"github.com/veloxsip/velox/sip"
-	"github.com/veloxsip/velox/transport"
 )
+
+// Sender is where a worker queues outgoing datagrams: transport.Out, or a
+// recorder in tests.
+type Sender interface {
+	// Buffer returns an empty slice with room for one datagram.
+	Buffer() []byte
+	// Send queues b, normally built in Buffer, for dst.
+	Send(b []byte, dst netip.AddrPort)
+	// Local is the address of the socket the worker serves.
+	Local() netip.AddrPort
+}
 
 // Action tells the pipeline what to do after a step.
 type Action uint8
@@ -57,7 +67,7 @@ type Context struct {
 	Proto string         // "udp"
 
 	srv *Server
-	out *transport.Out
+	out Sender
 	st  *WorkerStats
 
 	// Routed is set by loose routing when a Route header decided the next
@@ -76,7 +86,7 @@ type Context struct {
 	Done bool
 }
 
-func (c *Context) reset(m *sip.Message, src netip.AddrPort, out *transport.Out) {
+func (c *Context) reset(m *sip.Message, src netip.AddrPort, out Sender) {
 	c.Msg, c.Src, c.out = m, src, out
 	c.Local = out.Local()
 	c.Routed, c.RecordRoute, c.Done = false, false, false

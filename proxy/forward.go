@@ -108,18 +108,16 @@ func (c *Context) Forward(dst netip.AddrPort) {
 	src := c.Src.Addr()
 	sentBy, isIP := ParseIP(top.Host)
 	if top.HasRPort {
-		t := c.Msg.Scratch()
-		if len(top.Received) == 0 {
-			t = append(t, ";received="...)
-			t = appendAddr(t, src)
-		}
-		if len(t) > 0 {
-			m.InsertAt(top.Raw, true, t)
-		}
+		// The rport value first: when rport is the last parameter both
+		// insertions fall at the same offset and keep this order.
 		if len(top.RPort) == 0 {
-			t2 := append(m.Scratch(), '=')
-			t2 = strconv.AppendUint(t2, uint64(c.Src.Port()), 10)
-			m.InsertAt(top.RPortName(), true, t2)
+			t := append(m.Scratch(), '=')
+			t = strconv.AppendUint(t, uint64(c.Src.Port()), 10)
+			m.InsertAt(top.RPortName(), true, t)
+		}
+		if len(top.Received) == 0 {
+			t := append(m.Scratch(), ";received="...)
+			m.InsertAt(top.Raw, true, appendAddr(t, src))
 		}
 	} else if (!isIP || sentBy != src) && len(top.Received) == 0 {
 		t := append(m.Scratch(), ";received="...)
@@ -280,7 +278,7 @@ func (s *Server) URIDest(u *sip.URI) (netip.AddrPort, error) {
 // forwardResponse sends a response on along the Via chain (§16.11): the
 // top Via must be ours; it is removed and the response goes to the next
 // Via's received/rport or sent-by address.
-func (s *Server) forwardResponse(c *Context, m *sip.Message, out outSender) {
+func (s *Server) forwardResponse(c *Context, m *sip.Message, out Sender) {
 	st := c.st
 	top, err := m.TopVia()
 	if err != nil || !hasPrefix(top.Branch, branchPrefix) || !s.self.IsSelf(top.Host, top.Port, false) {
@@ -326,12 +324,6 @@ func (s *Server) forwardResponse(c *Context, m *sip.Message, out outSender) {
 	}
 	out.Send(b, dst)
 	st.ResponsesForwarded.Add(1)
-}
-
-// outSender is the part of transport.Out the forwarder uses.
-type outSender interface {
-	Buffer() []byte
-	Send(b []byte, dst netip.AddrPort)
 }
 
 func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }

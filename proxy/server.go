@@ -91,6 +91,11 @@ type Worker struct {
 
 // HandlePacket parses and routes one datagram.
 func (w *Worker) HandlePacket(data []byte, src netip.AddrPort, out *transport.Out) {
+	w.Handle(data, src, out)
+}
+
+// Handle is HandlePacket for any Sender.
+func (w *Worker) Handle(data []byte, src netip.AddrPort, out Sender) {
 	defer w.recover(src)
 	m := &w.msg
 	err := m.Parse(data)
@@ -119,7 +124,7 @@ func (w *Worker) recover(src netip.AddrPort) {
 
 // malformed answers a broken request with the error's status when a
 // response can be routed back, and otherwise drops it.
-func (w *Worker) malformed(err error, src netip.AddrPort, out *transport.Out) {
+func (w *Worker) malformed(err error, src netip.AddrPort, out Sender) {
 	m := &w.msg
 	w.st.Malformed.Add(1)
 	if !m.IsRequest() || m.Method() == sip.ACK {
@@ -139,7 +144,7 @@ func (w *Worker) malformed(err error, src netip.AddrPort, out *transport.Out) {
 	w.ctx.Reply(e.Code, e.Reason)
 }
 
-func (w *Worker) request(src netip.AddrPort, out *transport.Out) {
+func (w *Worker) request(src netip.AddrPort, out Sender) {
 	c := &w.ctx
 	c.reset(&w.msg, src, out)
 	if _, err := c.Msg.TopVia(); err != nil {
@@ -190,3 +195,6 @@ func (t *Stats) add(w *WorkerStats) {
 	t.SendErrors += w.SendErrors.Load()
 	t.Panics += w.Panics.Load()
 }
+
+// Server returns the server the worker belongs to.
+func (w *Worker) Server() *Server { return w.srv }
