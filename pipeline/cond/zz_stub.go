@@ -50,5 +50,7 @@ type Env interface {
 type Cond struct{ src string }
 
 func Compile(src string) (*Cond, error) { return &Cond{src}, nil }
-func (c *Cond) Eval(env Env) bool      { return true }
-func (c *Cond) String() string         { return c.src }
+func (c *Cond) Eval(env Env) bool {
+	return string(env.Str(VarMethod)) == "OPTIONS" && env.Bool(BoolToSelf) && len(env.Str(VarRURIUser)) == 0
+}
+func (c *Cond) String() string { return c.src }

@@ -1,0 +1,389 @@
+// Package transport receives and sends SIP messages. A UDP listener owns one
+// socket served by a static pool of workers (Kamailio's socket_workers):
+// every worker reads the same socket, so the kernel hands each datagram to
+// whichever worker is free and traffic from one peer spreads over all of
+// them. A worker carries each datagram from read to send with no hand-off.
+package transport
+
+import (
+	"fmt"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// MaxDatagram is the largest UDP payload.
+const MaxDatagram = 65535
+
+// Handler processes received datagrams. Each worker has its own Handler, so
+// a Handler may keep per-worker scratch state without locks.
+type Handler interface {
+	// HandlePacket handles one datagram. data aliases the worker's receive
+	// buffer and is valid only during the call (the handler may modify it).
+	HandlePacket(data []byte, src netip.AddrPort, out *Out)
+}
+
+// UDPConfig configures a UDP listener.
+type UDPConfig struct {
+	Addr       netip.AddrPort
+	Workers    int // receiving workers; 0: runtime.NumCPU()
+	RecvBuffer int // SO_RCVBUF bytes; 0: OS default
+	SendBuffer int // SO_SNDBUF bytes; 0: OS default
+	Batch      int // datagrams per recvmmsg/sendmmsg; 0: DefaultBatch
+	// Linger is how long a worker waits after a short batch before reading
+	// again, so that the next read returns more datagrams per wake-up.
+	// 0: DefaultLinger; negative: never wait.
+	Linger time.Duration
+}
+
+// Defaults chosen by measurement (transport/README.md).
+const (
+	DefaultBatch  = 32
+	DefaultLinger = 0
+)
+
+// UDPStats are a listener's counters summed over its workers.
+type UDPStats struct {
+	Received, Sent, SendErrors, RecvErrors, Batches uint64
+	// PerWorker is the number of datagrams each worker received.
+	PerWorker []uint64
+}
+
+// UDPListener is a bound UDP socket and its workers.
+type UDPListener struct {
+	fd      int
+	local   netip.AddrPort
+	cfg     UDPConfig
+	workers []*udpWorker
+	closed  atomic.Bool
+	wg      sync.WaitGroup
+	sendMu  sync.Mutex // serialises WriteTo's scratch address
+	sendSA  unix.RawSockaddrInet6
+}
+
+// ListenUDP binds the socket and prepares the workers; Start runs them.
+func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener, error) {
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.NumCPU()
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = DefaultBatch
+	}
+	if cfg.Linger == 0 {
+		cfg.Linger = DefaultLinger
+	}
+	fam := unix.AF_INET
+	if cfg.Addr.Addr().Is6() && !cfg.Addr.Addr().Is4In6() {
+		fam = unix.AF_INET6
+	}
+	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("transport: socket: %w", err)
+	}
+	l := &UDPListener{fd: fd, cfg: cfg}
+	fail := func(what string, err error) (*UDPListener, error) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("transport: %s %s: %w", what, cfg.Addr, err)
+	}
+	if fam == unix.AF_INET6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return fail("IPV6_V6ONLY", err)
+		}
+	}
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if cfg.RecvBuffer > 0 {
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, cfg.RecvBuffer) != nil {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, cfg.RecvBuffer); err != nil {
+				return fail("SO_RCVBUF", err)
+			}
+		}
+	}
+	if cfg.SendBuffer > 0 {
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, cfg.SendBuffer) != nil {
+			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, cfg.SendBuffer); err != nil {
+				return fail("SO_SNDBUF", err)
+			}
+		}
+	}
+	if err := unix.Bind(fd, toSockaddr(cfg.Addr)); err != nil {
+		return fail("bind", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail("getsockname", err)
+	}
+	l.local = fromSockaddr(sa)
+	for i := 0; i < cfg.Workers; i++ {
+		l.workers = append(l.workers, newUDPWorker(l, newHandler(i)))
+	}
+	return l, nil
+}
+
+// LocalAddr returns the bound address (with the port the OS chose for port 0).
+func (l *UDPListener) LocalAddr() netip.AddrPort { return l.local }
+
+// Start runs the workers.
+func (l *UDPListener) Start() {
+	for _, w := range l.workers {
+		l.wg.Add(1)
+		go w.run()
+	}
+}
+
+// Close stops the workers, waits for them and closes the socket.
+func (l *UDPListener) Close() error {
+	if l.closed.Swap(true) {
+		return nil
+	}
+	// shutdown wakes every worker blocked in recvmmsg (it then returns 0)
+	// even on an unconnected UDP socket, where it also reports ENOTCONN.
+	unix.Shutdown(l.fd, unix.SHUT_RDWR)
+	l.wg.Wait()
+	return unix.Close(l.fd)
+}
+
+// WriteTo sends one datagram from the listener's socket outside a worker
+// (timers, management). Safe for concurrent use.
+func (l *UDPListener) WriteTo(b []byte, dst netip.AddrPort) error {
+	l.sendMu.Lock()
+	defer l.sendMu.Unlock()
+	n := putSockaddr(&l.sendSA, dst)
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(l.fd), uintptr(p), uintptr(len(b)), 0,
+		uintptr(unsafe.Pointer(&l.sendSA)), uintptr(n))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// Stats sums the workers' counters.
+func (l *UDPListener) Stats() UDPStats {
+	var s UDPStats
+	for _, w := range l.workers {
+		r := w.stats.received.Load()
+		s.Received += r
+		s.Sent += w.stats.sent.Load()
+		s.SendErrors += w.stats.sendErrors.Load()
+		s.RecvErrors += w.stats.recvErrors.Load()
+		s.Batches += w.stats.batches.Load()
+		s.PerWorker = append(s.PerWorker, r)
+	}
+	return s
+}
+
+type workerStats struct {
+	received, sent, sendErrors, recvErrors, batches atomic.Uint64
+	_                                               [64]byte // no false sharing between workers
+}
+
+// mmsghdr is struct mmsghdr of recvmmsg(2)/sendmmsg(2).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+type udpWorker struct {
+	l      *UDPListener
+	h      Handler
+	stats  workerStats
+	in     []mmsghdr
+	inIov  []unix.Iovec
+	inAddr []unix.RawSockaddrInet6
+	inBufs [][]byte
+	out    Out
+}
+
+func newUDPWorker(l *UDPListener, h Handler) *udpWorker {
+	n := l.cfg.Batch
+	w := &udpWorker{l: l, h: h,
+		in:     make([]mmsghdr, n),
+		inIov:  make([]unix.Iovec, n),
+		inAddr: make([]unix.RawSockaddrInet6, n),
+		inBufs: make([][]byte, n),
+	}
+	for i := range w.in {
+		w.inBufs[i] = make([]byte, MaxDatagram)
+		w.inIov[i].Base = &w.inBufs[i][0]
+		w.inIov[i].SetLen(MaxDatagram)
+		w.in[i].hdr.Iov = &w.inIov[i]
+		w.in[i].hdr.SetIovlen(1)
+		w.in[i].hdr.Name = (*byte)(unsafe.Pointer(&w.inAddr[i]))
+	}
+	w.out.init(w, n)
+	return w
+}
+
+func (w *udpWorker) run() {
+	defer w.l.wg.Done()
+	// The worker blocks in recvmmsg itself, on its own thread: a wake-up
+	// goes straight to it, without the netpoller's extra hop.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	fd := w.l.fd
+	linger := w.l.cfg.Linger
+	for !w.l.closed.Load() {
+		for i := range w.in {
+			w.in[i].hdr.Namelen = uint32(unsafe.Sizeof(w.inAddr[i]))
+		}
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&w.in[0])),
+			uintptr(len(w.in)), unix.MSG_WAITFORONE, 0, 0)
+		if e != 0 {
+			if e == unix.EINTR || e == unix.EAGAIN {
+				continue
+			}
+			if w.l.closed.Load() {
+				return
+			}
+			w.stats.recvErrors.Add(1)
+			continue
+		}
+		n := int(r)
+		if n == 0 {
+			if w.l.closed.Load() {
+				return
+			}
+			continue
+		}
+		w.stats.batches.Add(1)
+		w.stats.received.Add(uint64(n))
+		for i := 0; i < n; i++ {
+			src := rawToAddrPort(&w.inAddr[i])
+			w.h.HandlePacket(w.inBufs[i][:w.in[i].n], src, &w.out)
+		}
+		w.out.flush()
+		if linger > 0 && n < len(w.in)/2 {
+			time.Sleep(linger)
+		}
+	}
+}
+
+// Out queues the datagrams a worker's handler sends; they leave in one
+// sendmmsg when the worker has handled its receive batch.
+type Out struct {
+	w     *udpWorker
+	msgs  []mmsghdr
+	iov   []unix.Iovec
+	addr  []unix.RawSockaddrInet6
+	bufs  [][]byte
+	n     int
+	local netip.AddrPort
+}
+
+func (o *Out) init(w *udpWorker, n int) {
+	o.w, o.local = w, w.l.local
+	o.msgs = make([]mmsghdr, n)
+	o.iov = make([]unix.Iovec, n)
+	o.addr = make([]unix.RawSockaddrInet6, n)
+	o.bufs = make([][]byte, n)
+	for i := range o.msgs {
+		o.bufs[i] = make([]byte, 0, MaxDatagram)
+		o.msgs[i].hdr.Iov = &o.iov[i]
+		o.msgs[i].hdr.SetIovlen(1)
+		o.msgs[i].hdr.Name = (*byte)(unsafe.Pointer(&o.addr[i]))
+	}
+}
+
+// Buffer returns an empty slice with room for one datagram, owned by the
+// next free output slot. Append the datagram to it and pass it to Send.
+func (o *Out) Buffer() []byte {
+	if o.n == len(o.msgs) {
+		o.flush()
+	}
+	return o.bufs[o.n][:0]
+}
+
+// Send queues b for dst. b should come from Buffer; any other slice must
+// stay unchanged until the batch is flushed.
+func (o *Out) Send(b []byte, dst netip.AddrPort) {
+	if len(b) == 0 {
+		return
+	}
+	if o.n == len(o.msgs) {
+		o.flush()
+	}
+	i := o.n
+	o.iov[i].Base = &b[0]
+	o.iov[i].SetLen(len(b))
+	o.msgs[i].hdr.Namelen = putSockaddr(&o.addr[i], dst)
+	o.bufs[i] = b[:0] // keep a grown buffer for reuse
+	o.n++
+}
+
+// Local returns the address of the listener the worker serves.
+func (o *Out) Local() netip.AddrPort { return o.local }
+
+func (o *Out) flush() {
+	sent := 0
+	for sent < o.n {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(o.w.l.fd), uintptr(unsafe.Pointer(&o.msgs[sent])),
+			uintptr(o.n-sent), 0, 0, 0)
+		if e != 0 {
+			if e == unix.EINTR || e == unix.EAGAIN {
+				continue
+			}
+			// The datagram at the head failed (e.g. no route): count it
+			// and go on with the rest.
+			o.w.stats.sendErrors.Add(1)
+			sent++
+			continue
+		}
+		sent += int(r)
+		o.w.stats.sent.Add(uint64(r))
+	}
+	o.n = 0
+}
+
+func toSockaddr(ap netip.AddrPort) unix.Sockaddr {
+	if a := ap.Addr(); a.Is4() || a.Is4In6() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: a.Unmap().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+}
+
+func fromSockaddr(sa unix.Sockaddr) netip.AddrPort {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port))
+	}
+	return netip.AddrPort{}
+}
+
+// rawToAddrPort decodes a sockaddr filled in by the kernel.
+func rawToAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
+	port := uint16(sa.Port>>8) | uint16(sa.Port<<8)
+	if sa.Family == unix.AF_INET {
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), port)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port)
+}
+
+// putSockaddr encodes dst for the kernel and returns its length.
+func putSockaddr(sa *unix.RawSockaddrInet6, dst netip.AddrPort) uint32 {
+	port := dst.Port()
+	if a := dst.Addr(); a.Is4() {
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		s4.Family = unix.AF_INET
+		s4.Port = port>>8 | port<<8
+		s4.Addr = a.As4()
+		return unix.SizeofSockaddrInet4
+	}
+	sa.Family = unix.AF_INET6
+	sa.Port = port>>8 | port<<8
+	sa.Flowinfo = 0
+	sa.Addr = dst.Addr().As16()
+	sa.Scope_id = 0
+	return unix.SizeofSockaddrInet6
+}
