@@ -8,6 +8,7 @@ package transport
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -39,12 +40,19 @@ type UDPConfig struct {
 	// again, so that the next read returns more datagrams per wake-up.
 	// 0: DefaultLinger; negative: never wait.
 	Linger time.Duration
+	// TurnSlice is how long an ordered worker keeps the turn before passing
+	// it on (0: DefaultTurnSlice).
+	TurnSlice time.Duration
+	// Unordered lets several workers handle batches at the same time.
+	// By default they take turns, so that messages leave in arrival order.
+	Unordered bool
 }
 
 // Defaults chosen by measurement (transport/README.md).
 const (
-	DefaultBatch  = 32
-	DefaultLinger = 0
+	DefaultBatch     = 32
+	DefaultLinger    = 2 * time.Millisecond
+	DefaultTurnSlice = 20 * time.Millisecond
 )
 
 // UDPStats are a listener's counters summed over its workers.
@@ -56,14 +64,16 @@ type UDPStats struct {
 
 // UDPListener is a bound UDP socket and its workers.
 type UDPListener struct {
-	fd      int
-	local   netip.AddrPort
-	cfg     UDPConfig
-	workers []*udpWorker
-	closed  atomic.Bool
-	wg      sync.WaitGroup
-	sendMu  sync.Mutex // serialises WriteTo's scratch address
-	sendSA  unix.RawSockaddrInet6
+	fd       int
+	local    netip.AddrPort
+	cfg      UDPConfig
+	workers  []*udpWorker
+	closed   atomic.Bool
+	wg       sync.WaitGroup
+	sendMu   sync.Mutex    // serialises WriteTo's scratch address
+	turn     chan struct{} // the token of the worker reading, handling and sending
+	nextRead int64         // coalescing deadline shared by ordered workers (under turn)
+	sendSA   unix.RawSockaddrInet6
 }
 
 // ListenUDP binds the socket and prepares the workers; Start runs them.
@@ -76,6 +86,13 @@ func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener
 	}
 	if cfg.Linger == 0 {
 		cfg.Linger = DefaultLinger
+		if v, err := time.ParseDuration(os.Getenv("VELOX_UDP_LINGER")); err == nil {
+			cfg.Linger = v
+		}
+		if v, err := time.ParseDuration(os.Getenv("VELOX_UDP_SLICE")); err == nil {
+			cfg.TurnSlice = v
+		}
+		cfg.Unordered = cfg.Unordered || os.Getenv("VELOX_UDP_UNORDERED") != ""
 	}
 	fam := unix.AF_INET
 	if cfg.Addr.Addr().Is6() && !cfg.Addr.Addr().Is4In6() {
@@ -85,7 +102,11 @@ func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener
 	if err != nil {
 		return nil, fmt.Errorf("transport: socket: %w", err)
 	}
-	l := &UDPListener{fd: fd, cfg: cfg}
+	if cfg.TurnSlice <= 0 {
+		cfg.TurnSlice = DefaultTurnSlice
+	}
+	l := &UDPListener{fd: fd, cfg: cfg, turn: make(chan struct{}, 1)}
+	l.turn <- struct{}{}
 	fail := func(what string, err error) (*UDPListener, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("transport: %s %s: %w", what, cfg.Addr, err)
@@ -201,6 +222,8 @@ type udpWorker struct {
 	inAddr []unix.RawSockaddrInet6
 	inBufs [][]byte
 	out    Out
+	// nextRead is the coalescing deadline of an unordered worker.
+	nextRead int64
 }
 
 func newUDPWorker(l *UDPListener, h Handler) *udpWorker {
@@ -229,43 +252,76 @@ func (w *udpWorker) run() {
 	// goes straight to it, without the netpoller's extra hop.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	fd := w.l.fd
-	linger := w.l.cfg.Linger
-	for !w.l.closed.Load() {
-		for i := range w.in {
-			w.in[i].hdr.Namelen = uint32(unsafe.Sizeof(w.inAddr[i]))
+	l := w.l
+	// With several workers, one at a time reads, handles and sends a
+	// batch (holding l.turn), so messages leave in the order they came in
+	// (a 180 never overtakes its 200) while the batches spread over all
+	// workers. The next read waits until nextRead: after a short batch the
+	// listener lingers so that the next read finds more datagrams.
+	ordered := len(l.workers) > 1 && !l.cfg.Unordered
+	nextRead := &w.nextRead
+	if ordered {
+		nextRead = &l.nextRead
+	}
+	held := false
+	var heldSince int64
+	for !l.closed.Load() {
+		if ordered && !held {
+			<-l.turn
+			held, heldSince = true, nanotime()
 		}
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(fd), uintptr(unsafe.Pointer(&w.in[0])),
-			uintptr(len(w.in)), unix.MSG_WAITFORONE, 0, 0)
-		if e != 0 {
-			if e == unix.EINTR || e == unix.EAGAIN {
-				continue
+		n := w.readBatch(nextRead)
+		if n > 0 {
+			for i := 0; i < n; i++ {
+				src := rawToAddrPort(&w.inAddr[i])
+				w.h.HandlePacket(w.inBufs[i][:w.in[i].n], src, &w.out)
 			}
-			if w.l.closed.Load() {
-				return
+			w.out.flush()
+			*nextRead = 0
+			if l.cfg.Linger > 0 && n < len(w.in)/2 {
+				*nextRead = nanotime() + int64(l.cfg.Linger)
 			}
-			w.stats.recvErrors.Add(1)
-			continue
 		}
-		n := int(r)
-		if n == 0 {
-			if w.l.closed.Load() {
-				return
-			}
-			continue
-		}
-		w.stats.batches.Add(1)
-		w.stats.received.Add(uint64(n))
-		for i := 0; i < n; i++ {
-			src := rawToAddrPort(&w.inAddr[i])
-			w.h.HandlePacket(w.inBufs[i][:w.in[i].n], src, &w.out)
-		}
-		w.out.flush()
-		if linger > 0 && n < len(w.in)/2 {
-			time.Sleep(linger)
+		// Keep the turn for a time slice: passing it costs two thread
+		// wake-ups, so it is passed about every TurnSlice, not every batch.
+		if held && (n == 0 || nanotime()-heldSince >= int64(l.cfg.TurnSlice)) {
+			held = false
+			l.turn <- struct{}{} // a waiting worker receives it first (FIFO)
 		}
 	}
+	if held {
+		l.turn <- struct{}{}
+	}
 }
+
+// readBatch waits for the coalescing deadline, then receives up to a batch
+// of datagrams, blocking for the first. It returns 0 on errors and close.
+func (w *udpWorker) readBatch(nextRead *int64) int {
+	if d := *nextRead - nanotime(); d > 0 {
+		lingerSleep(d)
+	}
+	for i := range w.in {
+		w.in[i].hdr.Namelen = uint32(unsafe.Sizeof(w.inAddr[i]))
+	}
+	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(w.l.fd), uintptr(unsafe.Pointer(&w.in[0])),
+		uintptr(len(w.in)), unix.MSG_WAITFORONE, 0, 0)
+	if e != 0 {
+		if e != unix.EINTR && e != unix.EAGAIN && !w.l.closed.Load() {
+			w.stats.recvErrors.Add(1)
+		}
+		return 0
+	}
+	if r > 0 {
+		w.stats.batches.Add(1)
+		w.stats.received.Add(uint64(r))
+	}
+	return int(r)
+}
+
+var clockBase = time.Now()
+
+// nanotime is a monotonic clock in nanoseconds.
+func nanotime() int64 { return int64(time.Since(clockBase)) }
 
 // Out queues the datagrams a worker's handler sends; they leave in one
 // sendmmsg when the worker has handled its receive batch.
@@ -386,4 +442,14 @@ func putSockaddr(sa *unix.RawSockaddrInet6, dst netip.AddrPort) uint32 {
 	sa.Addr = dst.Addr().As16()
 	sa.Scope_id = 0
 	return unix.SizeofSockaddrInet6
+}
+
+// lingerSleep sleeps d nanoseconds (at most a few milliseconds) in the
+// kernel without telling the Go scheduler: the thread keeps its P, so
+// waking up costs one kernel wake-up instead of a timer firing on another
+// thread that then wakes this one. A garbage-collection stop waits at most
+// d for this thread, and a preemption signal only cuts the sleep short.
+func lingerSleep(d int64) {
+	ts := unix.NsecToTimespec(d)
+	unix.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&ts)), 0, 0)
 }

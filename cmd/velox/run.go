@@ -102,6 +102,11 @@ func serve(srv *proxy.Server, ls []config.Listener, log *slog.Logger, reload fun
 		log.Info("velox: stopping", "signal", s.String())
 		break
 	}
+	for _, l := range started {
+		ts := l.Stats()
+		log.Info("velox: listener stats", "addr", l.LocalAddr().String(), "received", ts.Received, "sent", ts.Sent,
+			"batches", ts.Batches, "send_errors", ts.SendErrors, "per_worker", fmt.Sprint(ts.PerWorker))
+	}
 	st := srv.Stats()
 	log.Info("velox: stopped", "requests", st.Requests, "responses", st.Responses, "forwarded", st.Forwarded,
 		"replied", st.Replied, "malformed", st.Malformed, "dropped", st.Dropped)
