@@ -1,0 +1,212 @@
+package transport
+
+import (
+	"net"
+	"net/netip"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// echo answers every datagram with its own bytes, from the worker's Out.
+type echo struct {
+	n *atomic.Int64
+}
+
+func (e echo) HandlePacket(data []byte, src netip.AddrPort, out *Out) {
+	b := append(out.Buffer(), data...)
+	out.Send(b, src)
+	if e.n != nil {
+		e.n.Add(1)
+	}
+}
+
+func listen(t *testing.T, addr string, cfg UDPConfig) *UDPListener {
+	t.Helper()
+	cfg.Addr = netip.MustParseAddrPort(addr)
+	l, err := ListenUDP(cfg, func(int) Handler { return echo{} })
+	if err != nil {
+		t.Skipf("cannot listen on %s: %v", addr, err)
+	}
+	l.Start()
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func roundTrip(t *testing.T, l *UDPListener, network string, payload string) {
+	t.Helper()
+	c, err := net.DialUDP(network, nil, net.UDPAddrFromAddrPort(l.LocalAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte(payload)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(buf[:n]) != payload {
+		t.Fatalf("echo %q, want %q", buf[:n], payload)
+	}
+}
+
+func TestUDPEchoIPv4AndIPv6(t *testing.T) {
+	l4 := listen(t, "127.0.0.1:0", UDPConfig{Workers: 2})
+	roundTrip(t, l4, "udp4", "hello v4")
+	l6 := listen(t, "[::1]:0", UDPConfig{Workers: 1})
+	roundTrip(t, l6, "udp6", "hello v6")
+	if st := l4.Stats(); st.Received != 1 || st.Sent != 1 || st.Batches != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestSinglePeerSpreadsOverWorkers sends from one socket only: every worker
+// must get a share.
+func TestSinglePeerSpreadsOverWorkers(t *testing.T) {
+	l := listen(t, "127.0.0.1:0", UDPConfig{Workers: 3, TurnSlice: time.Millisecond, Linger: -1})
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(l.LocalAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 64)
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		c.SetDeadline(time.Now().Add(time.Second))
+		c.Write([]byte("x"))
+		c.Read(buf)
+		if i%50 == 0 {
+			time.Sleep(2 * time.Millisecond) // let turns pass
+			spread := true
+			for _, n := range l.Stats().PerWorker {
+				spread = spread && n > 0
+			}
+			if spread {
+				return
+			}
+		}
+	}
+	t.Fatalf("traffic of one peer did not reach every worker: %v", l.Stats().PerWorker)
+}
+
+// TestOrderKept checks that datagrams leave in the order they came in even
+// with several workers.
+func TestOrderKept(t *testing.T) {
+	l := listen(t, "127.0.0.1:0", UDPConfig{Workers: 2, TurnSlice: 100 * time.Microsecond})
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(l.LocalAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadBuffer(1 << 20)
+	const n = 2000
+	go func() {
+		for i := 0; i < n; i++ {
+			c.Write([]byte{byte(i >> 8), byte(i)})
+			if i%100 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	buf := make([]byte, 8)
+	last := -1
+	for got := 0; got < n; got++ {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		k, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d datagrams: %v", got, err)
+		}
+		v := int(buf[0])<<8 | int(buf[1])
+		if k != 2 || v <= last {
+			t.Fatalf("datagram %d arrived after %d", v, last)
+		}
+		last = v
+	}
+}
+
+func TestCloseStopsBlockedWorkers(t *testing.T) {
+	before := runtime.NumGoroutine()
+	l, err := ListenUDP(UDPConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Workers: 4}, func(int) Handler { return echo{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Start()
+	time.Sleep(20 * time.Millisecond) // workers are now blocked in recvmmsg
+	done := make(chan struct{})
+	go func() { l.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	deadline := time.Now().Add(time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > before {
+		t.Fatalf("%d goroutines left, %d before", g, before)
+	}
+}
+
+func TestWriteTo(t *testing.T) {
+	l := listen(t, "127.0.0.1:0", UDPConfig{Workers: 1})
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	dst := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	if err := l.WriteTo([]byte("ping"), dst); err != nil {
+		t.Fatal(err)
+	}
+	pc.SetDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 16)
+	n, from, err := pc.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "ping" || from.Port() != l.LocalAddr().Port() {
+		t.Fatalf("got %q from %v: %v", buf[:n], from, err)
+	}
+}
+
+// TestNoAllocPerPacket runs traffic through a listener and checks the
+// process allocated (almost) nothing per datagram.
+func TestNoAllocPerPacket(t *testing.T) {
+	var count atomic.Int64
+	l, err := ListenUDP(UDPConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Workers: 1}, func(int) Handler { return echo{n: &count} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Start()
+	defer l.Close()
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(l.LocalAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 64)
+	msg := []byte("OPTIONS sip:x SIP/2.0\r\n\r\n")
+	exchange := func(k int) {
+		for i := 0; i < k; i++ {
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			c.Write(msg)
+			if _, err := c.Read(buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	exchange(100) // warm up
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	exchange(2000)
+	runtime.ReadMemStats(&m1)
+	// Neither the listener nor the client may allocate per datagram.
+	per := float64(m1.Mallocs-m0.Mallocs) / 2000
+	t.Logf("%.2f allocations per round trip (client included)", per)
+	if per > 0.05 {
+		t.Fatalf("%.2f allocations per datagram round trip", per)
+	}
+}
