@@ -7,6 +7,7 @@ package transport
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -43,12 +44,24 @@ type UDPConfig struct {
 	// TurnSlice is how long an ordered worker keeps the turn before passing
 	// it on (0: DefaultTurnSlice).
 	TurnSlice time.Duration
+	// Mode selects the I/O path: ModeBatch (default) or ModePlain.
+	Mode string
 	// Unordered lets several workers handle batches at the same time.
 	// By default they take turns, so that messages leave in arrival order.
 	Unordered bool
 }
 
 // Defaults chosen by measurement (transport/README.md).
+// I/O modes.
+const (
+	// ModeBatch: recvmmsg/sendmmsg on a blocking socket from workers on
+	// locked threads, with a coalescing linger. The default.
+	ModeBatch = "batch"
+	// ModePlain: one read and one write per datagram through Go's
+	// netpoller. Kept for comparison.
+	ModePlain = "plain"
+)
+
 const (
 	DefaultBatch     = 32
 	DefaultLinger    = 2 * time.Millisecond
@@ -77,6 +90,7 @@ type UDPListener struct {
 	turn     chan struct{} // the token of the worker reading, handling and sending
 	nextRead int64         // coalescing deadline shared by ordered workers (under turn)
 	sendSA   unix.RawSockaddrInet6
+	plain    *net.UDPConn // Mode "plain" only
 }
 
 // ListenUDP binds the socket and prepares the workers; Start runs them.
@@ -97,6 +111,9 @@ func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener
 		}
 		if v, err := time.ParseDuration(os.Getenv("VELOX_UDP_SLICE")); err == nil {
 			cfg.TurnSlice = v
+		}
+		if m := os.Getenv("VELOX_UDP_MODE"); m != "" && cfg.Mode == "" {
+			cfg.Mode = m
 		}
 		cfg.Unordered = cfg.Unordered || os.Getenv("VELOX_UDP_UNORDERED") != ""
 	}
@@ -156,6 +173,11 @@ func (l *UDPListener) LocalAddr() netip.AddrPort { return l.local }
 
 // Start runs the workers.
 func (l *UDPListener) Start() {
+	if l.cfg.Mode == ModePlain {
+		if err := l.startPlain(); err == nil {
+			return
+		}
+	}
 	for _, w := range l.workers {
 		l.wg.Add(1)
 		go w.run()
@@ -170,6 +192,9 @@ func (l *UDPListener) Close() error {
 	// shutdown wakes every worker blocked in recvmmsg (it then returns 0)
 	// even on an unconnected UDP socket, where it also reports ENOTCONN.
 	unix.Shutdown(l.fd, unix.SHUT_RDWR)
+	if l.plain != nil {
+		l.plain.Close()
+	}
 	l.wg.Wait()
 	return unix.Close(l.fd)
 }
@@ -337,8 +362,10 @@ type Out struct {
 	iov   []unix.Iovec
 	addr  []unix.RawSockaddrInet6
 	bufs  [][]byte
+	dsts  []netip.AddrPort
 	n     int
 	local netip.AddrPort
+	plain *net.UDPConn // Mode "plain": send with one write per datagram
 }
 
 func (o *Out) init(w *udpWorker, n int) {
@@ -347,6 +374,7 @@ func (o *Out) init(w *udpWorker, n int) {
 	o.iov = make([]unix.Iovec, n)
 	o.addr = make([]unix.RawSockaddrInet6, n)
 	o.bufs = make([][]byte, n)
+	o.dsts = make([]netip.AddrPort, n)
 	for i := range o.msgs {
 		o.bufs[i] = make([]byte, 0, MaxDatagram)
 		o.msgs[i].hdr.Iov = &o.iov[i]
@@ -377,6 +405,7 @@ func (o *Out) Send(b []byte, dst netip.AddrPort) {
 	o.iov[i].Base = &b[0]
 	o.iov[i].SetLen(len(b))
 	o.msgs[i].hdr.Namelen = putSockaddr(&o.addr[i], dst)
+	o.dsts[i] = dst
 	o.bufs[i] = b[:0] // keep a grown buffer for reuse
 	o.n++
 }
@@ -385,6 +414,10 @@ func (o *Out) Send(b []byte, dst netip.AddrPort) {
 func (o *Out) Local() netip.AddrPort { return o.local }
 
 func (o *Out) flush() {
+	if o.plain != nil {
+		o.flushPlain()
+		return
+	}
 	sent := 0
 	for sent < o.n {
 		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(o.w.l.fd), uintptr(unsafe.Pointer(&o.msgs[sent])),
