@@ -1,0 +1,113 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDefaultParses(t *testing.T) {
+	c := Default()
+	if len(c.Listeners) != 1 || c.Listeners[0].Addr.String() != "127.0.0.1:5060" || c.Listeners[0].Proto != "udp" {
+		t.Fatalf("listeners %+v", c.Listeners)
+	}
+	var mods []string
+	for _, s := range c.Request {
+		mods = append(mods, s.Module)
+	}
+	if strings.Join(mods, ",") != "sanity,max-forwards,reply,record-route,loose-route,forward" {
+		t.Fatalf("pipeline %v", mods)
+	}
+	if c.Request[2].If == "" || c.Request[2].IfPos.Line != 16 {
+		t.Fatalf("reply condition %q at %v", c.Request[2].If, c.Request[2].IfPos)
+	}
+}
+
+func TestFullConfig(t *testing.T) {
+	c, err := Parse("v.yaml", []byte(`log:
+  level: debug
+listeners:
+  - address: udp:0.0.0.0:5060
+    workers: 4
+    recv_buffer: 8MiB
+    send_buffer: 512KiB
+    advertise: sip.example.com:5080
+  - udp:[::1]:5062
+request:
+  - module: forward
+    to: 10.0.0.1:5060
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.Listeners[0]
+	if l.Workers != 4 || l.RecvBuffer != 8<<20 || l.SendBuffer != 512<<10 || l.Advertise != "sip.example.com" || l.AdvertisePort != 5080 {
+		t.Fatalf("listener %+v", l)
+	}
+	if c.Listeners[1].Addr.String() != "[::1]:5062" || c.Log.Level != "debug" {
+		t.Fatalf("%+v %v", c.Listeners[1], c.Log)
+	}
+	var o struct {
+		To string `yaml:"to"`
+	}
+	if err := c.Request[0].Decode(&o); err != nil || o.To != "10.0.0.1:5060" {
+		t.Fatalf("decode: %v %+v", err, o)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	cases := []struct {
+		name, src, want string
+	}{
+		{"missing port", "listeners:\n  - address: udp:1.2.3.4\nrequest:\n  - module: forward\n",
+			`v.yaml:2:14: listener address "udp:1.2.3.4": missing port`},
+		{"tcp not yet", "listeners: [\"tcp:1.2.3.4:5060\"]\nrequest: [{module: forward}]\n",
+			`v.yaml:1:13: listener address "tcp:1.2.3.4:5060": transport tcp is not available yet (only udp)`},
+		{"unknown top key", "listeners: [\"udp:1.2.3.4:5060\"]\nrequest: [{module: forward}]\nroutes: 1\n",
+			`v.yaml:3:1: unknown key "routes" (known: log, listeners, request)`},
+		{"no module", "listeners: [\"udp:1.2.3.4:5060\"]\nrequest:\n  - if: method == \"X\"\n",
+			`v.yaml:3:5: step without module`},
+		{"duplicate listener", "listeners: [\"udp:1.2.3.4:5060\", \"udp:1.2.3.4:5060\"]\nrequest: [{module: forward}]\n",
+			`v.yaml:1:33: listener udp:1.2.3.4:5060 is already defined at line 1`},
+		{"bad size", "listeners:\n  - address: udp:1.2.3.4:5060\n    recv_buffer: lots\nrequest: [{module: forward}]\n",
+			`v.yaml:3:18: recv_buffer: "lots" is not a size (bytes, or a number with KiB, MiB or GiB)`},
+		{"syntax", "listeners: [\nrequest: x\n",
+			`v.yaml:2:1: YAML: did not find expected ',' or ']'`},
+		{"no request", "listeners: [\"udp:1.2.3.4:5060\"]\n",
+			`v.yaml:1:1: no request pipeline: add ` + "`request:`" + ` with at least one module`},
+		{"bad level", "log: {level: loud}\nlisteners: [\"udp:1.2.3.4:5060\"]\nrequest: [{module: forward}]\n",
+			`v.yaml:1:14: log level "loud": want debug, info, warn or error`},
+	}
+	for _, c := range cases {
+		_, err := Parse("v.yaml", []byte(c.src))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v\nwant %s", c.name, err, c.want)
+		}
+	}
+}
+
+func TestAllErrorsReported(t *testing.T) {
+	_, err := Parse("v.yaml", []byte("listeners:\n  - address: udp:1.2.3.4\n  - address: foo:1.2.3.4:5\nrequest:\n  - {}\n"))
+	errs, ok := err.(Errors)
+	if !ok || len(errs) != 3 {
+		t.Fatalf("want 3 errors, got %v", err)
+	}
+}
+
+func TestDecodeUnknownOption(t *testing.T) {
+	c, err := Parse("v.yaml", []byte("listeners: [\"udp:1.2.3.4:5060\"]\nrequest:\n  - module: reply\n    code: 404\n    reson: Gone\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o struct {
+		Code   int    `yaml:"code"`
+		Reason string `yaml:"reason"`
+	}
+	err = c.Request[0].Decode(&o)
+	if err == nil || err.Error() != `v.yaml:5:5: reply: unknown option "reson" (known: code, reason)` {
+		t.Fatalf("got %v", err)
+	}
+	c, _ = Parse("v.yaml", []byte("listeners: [\"udp:1.2.3.4:5060\"]\nrequest:\n  - module: reply\n    code: many\n"))
+	if err := c.Request[0].Decode(&o); err == nil || !strings.Contains(err.Error(), "v.yaml:3:5: reply: line 4: cannot unmarshal") {
+		t.Fatalf("got %v", err)
+	}
+}
