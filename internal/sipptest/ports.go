@@ -1,0 +1,66 @@
+package sipptest
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
+// FreeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago:
+// the kernel picks it (so parallel test packages do not collide) and this
+// process never hands the same port out twice.
+func FreeUDPPort() (int, error) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 50 {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		c.Close()
+		if !portsUsed[port] {
+			portsUsed[port] = true
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("sipptest: no free UDP port found")
+}
+
+// UDPPort is FreeUDPPort for tests: it fails the test on error.
+func UDPPort(t testing.TB) int {
+	t.Helper()
+	p, err := FreeUDPPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// UDPBound reports whether some socket is bound to UDP 127.0.0.1:port (or the
+// wildcard address), as listed in /proc/net/udp. It does not touch the port.
+func UDPBound(port int) bool {
+	f, err := os.Open("/proc/net/udp")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	want := []string{fmt.Sprintf("0100007F:%04X", port), fmt.Sprintf("00000000:%04X", port)}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 1 && (fields[1] == want[0] || fields[1] == want[1]) {
+			return true
+		}
+	}
+	return false
+}
