@@ -1,0 +1,89 @@
+package sip
+
+// ParamValue returns the value of the named parameter in a raw parameter
+// list such as `transport=udp;lr;maddr=1.2.3.4` (the text after the first
+// ';', without it). The name matches in any case; a quoted value is
+// returned without its quotes; a flag parameter gives an empty value and
+// found. It does not allocate.
+func ParamValue(params []byte, name string) (value []byte, found bool) {
+	it := NewParamIter(params)
+	for {
+		n, v, ok := it.Next()
+		if !ok {
+			return nil, false
+		}
+		if equalFold(n, name) {
+			return v, true
+		}
+	}
+}
+
+// ParamIter walks a raw parameter list. Quoted strings may hold ';', ','
+// and escaped quotes; whitespace around names, '=' and ';' is skipped.
+type ParamIter struct{ rest []byte }
+
+// NewParamIter returns an iterator over params.
+func NewParamIter(params []byte) ParamIter { return ParamIter{rest: params} }
+
+// Next returns the next parameter; ok is false at the end.
+func (it *ParamIter) Next() (name, value []byte, ok bool) {
+	b := it.rest
+	for {
+		i := skipWS(b, 0)
+		if i >= len(b) {
+			it.rest = nil
+			return nil, nil, false
+		}
+		if b[i] == ';' {
+			b = b[i+1:]
+			continue
+		}
+		// name runs to '=', ';' or whitespace
+		j := i
+		for j < len(b) && b[j] != '=' && b[j] != ';' && b[j] != ' ' && b[j] != '\t' && b[j] != '\r' && b[j] != '\n' {
+			j++
+		}
+		name = b[i:j]
+		k := skipWS(b, j)
+		if k < len(b) && b[k] == '=' {
+			k = skipWS(b, k+1)
+			if k < len(b) && b[k] == '"' {
+				e := k + 1
+				for e < len(b) && b[e] != '"' {
+					if b[e] == '\\' {
+						e++
+					}
+					e++
+				}
+				if e > len(b) {
+					e = len(b)
+				}
+				value = b[k+1 : e]
+				k = e + 1
+			} else {
+				e := k
+				for e < len(b) && b[e] != ';' && b[e] != ' ' && b[e] != '\t' {
+					e++
+				}
+				value = b[k:e]
+				k = e
+			}
+		} else {
+			value = b[j:j]
+		}
+		// skip to the next ';'
+		for k < len(b) && b[k] != ';' {
+			k++
+		}
+		if k < len(b) {
+			it.rest = b[k+1:]
+		} else {
+			it.rest = nil
+		}
+		if len(name) == 0 {
+			b = it.rest
+			continue
+		}
+		return name, value, true
+	}
+}
