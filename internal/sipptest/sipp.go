@@ -38,11 +38,17 @@ func RequireTool(t testing.TB, name, debPackage string) string {
 }
 
 // RequireSipp returns the sipp path, skipping (or failing in CI) when absent.
-func RequireSipp(t testing.TB) string { return RequireTool(t, "sipp", "sip-tester") }
+func RequireSipp(t testing.TB) string {
+	t.Helper()
+	return RequireTool(t, "sipp", "sip-tester")
+}
 
 // RequireKamailio returns the kamailio path, skipping (or failing in CI)
 // when absent.
-func RequireKamailio(t testing.TB) string { return RequireTool(t, "kamailio", "kamailio") }
+func RequireKamailio(t testing.TB) string {
+	t.Helper()
+	return RequireTool(t, "kamailio", "kamailio")
+}
 
 // UASOptions configures a background SIPp answerer.
 type UASOptions struct {
