@@ -94,9 +94,16 @@ func CleanupBuilds() {
 }
 
 // BuildVelox builds ./cmd/velox once per test binary and returns its path,
-// failing the test if it does not build.
+// failing the test if it does not build. When the environment variable
+// VELOX_BIN names an executable, that binary is used instead.
 func BuildVelox(t testing.TB) string {
 	t.Helper()
+	if bin := os.Getenv("VELOX_BIN"); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatalf("VELOX_BIN: %v", err)
+		}
+		return bin
+	}
 	p, err := BuildBinary("./cmd/velox", "velox")
 	if err != nil {
 		t.Fatal(err)

@@ -38,11 +38,17 @@ func RequireTool(t testing.TB, name, debPackage string) string {
 }
 
 // RequireSipp returns the sipp path, skipping (or failing in CI) when absent.
-func RequireSipp(t testing.TB) string { return RequireTool(t, "sipp", "sip-tester") }
+func RequireSipp(t testing.TB) string {
+	t.Helper()
+	return RequireTool(t, "sipp", "sip-tester")
+}
 
 // RequireKamailio returns the kamailio path, skipping (or failing in CI)
 // when absent.
-func RequireKamailio(t testing.TB) string { return RequireTool(t, "kamailio", "kamailio") }
+func RequireKamailio(t testing.TB) string {
+	t.Helper()
+	return RequireTool(t, "kamailio", "kamailio")
+}
 
 // UASOptions configures a background SIPp answerer.
 type UASOptions struct {
@@ -171,8 +177,14 @@ func RunUAC(ctx context.Context, o UACOptions) (Result, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = time.Duration(o.Calls/o.Rate)*time.Second + 30*time.Second
 	}
+	// Without -p SIPp takes 5060 when free: always give it a free port.
+	port, err := FreeUDPPort()
+	if err != nil {
+		return Result{}, err
+	}
 	stat := filepath.Join(o.Dir, "uac_stat.csv")
 	argv := []string{o.Sipp, "-sf", o.Scenario, "-s", o.Service, "-i", "127.0.0.1", "-t", "u1",
+		"-p", strconv.Itoa(port),
 		"-m", strconv.Itoa(o.Calls), "-r", strconv.Itoa(o.Rate), "-l", strconv.Itoa(o.Limit),
 		"-timeout", fmt.Sprintf("%ds", int(o.Timeout.Seconds()+0.999)),
 		"-recv_timeout", "10s", "-nostdin",

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/veloxsip/velox/internal/sipptest"
+)
+
+// Server is one server under test: a row of the results table.
+type Server struct {
+	// Name labels the row (and selects it with -servers).
+	Name string
+	// Kind is the implementation ("velox" or "kamailio"); the harness
+	// treats every kind the same way, Kind only chooses which binary a
+	// missing-binary check looks for.
+	Kind string
+	// Command is the executable; Args its arguments.
+	Command string
+	Args    []string
+}
+
+// Suite is a benchmark: a pair of SIPp scenarios and the servers to compare.
+// Add a suite (stateful, registration, ...) by appending to suites.
+type Suite struct {
+	// Name selects the suite with -suite.
+	Name string
+	// Description is printed above the table.
+	Description string
+	// UAC and UAS are scenario files in bench/scenarios.
+	UAC, UAS string
+	// Servers builds the server list for the given settings.
+	Servers func(e Env) []Server
+	// Candidate is the server whose CPU per call is compared, Baselines
+	// the servers it is compared against (the best of them).
+	Candidate string
+	Baselines []string
+}
+
+// Env is what suites need to build their command lines.
+type Env struct {
+	// Root is the module root (configs are found relative to it).
+	Root string
+	// Velox and Kamailio are the executables.
+	Velox, Kamailio string
+	// Listen is the proxy's host:port; To is the UAS host:port.
+	Listen, To string
+	// VeloxWorkers is passed as --workers when > 0.
+	VeloxWorkers int
+}
+
+func (e Env) veloxArgs(extra ...string) []string {
+	args := append([]string{}, extra...)
+	if e.VeloxWorkers > 0 {
+		args = append(args, "--workers", strconv.Itoa(e.VeloxWorkers))
+	}
+	return args
+}
+
+func kamailioServer(e Env, name, cfg string, children int) Server {
+	return Server{
+		Name: name, Kind: "kamailio", Command: e.Kamailio,
+		Args: sipptest.KamailioArgs(filepath.Join(e.Root, "bench", "kamailio", cfg), children, e.Listen, e.To),
+	}
+}
+
+var suites = []Suite{
+	{
+		Name:        "stateless",
+		Description: "stateless record-routing proxy, basic call INVITE/100/180/200/ACK/BYE/200",
+		UAC:         "uac.xml", UAS: "uas.xml",
+		Servers: func(e Env) []Server {
+			return []Server{
+				{Name: "velox", Kind: "velox", Command: e.Velox, Args: e.veloxArgs("proxy",
+					"--listen", "udp:"+e.Listen, "--to", e.To, "--stateless")},
+				kamailioServer(e, "kamailio-c1", "stateless.cfg", 1),
+				kamailioServer(e, "kamailio-c2", "stateless.cfg", 2),
+			}
+		},
+		Candidate: "velox",
+		Baselines: []string{"kamailio-c1", "kamailio-c2"},
+	},
+	{
+		Name:        "stateful",
+		Description: "transaction-stateful record-routing proxy (Kamailio tm t_relay), basic call",
+		UAC:         "uac.xml", UAS: "uas.xml",
+		Servers: func(e Env) []Server {
+			return []Server{
+				// Assumed CLI: velox proxy without --stateless is stateful.
+				{Name: "velox", Kind: "velox", Command: e.Velox, Args: e.veloxArgs("proxy",
+					"--listen", "udp:"+e.Listen, "--to", e.To)},
+				kamailioServer(e, "kamailio-c1", "stateful.cfg", 1),
+				kamailioServer(e, "kamailio-c2", "stateful.cfg", 2),
+			}
+		},
+		Candidate: "velox",
+		Baselines: []string{"kamailio-c1", "kamailio-c2"},
+	},
+}
+
+func findSuite(name string) (Suite, error) {
+	for _, s := range suites {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	names := ""
+	for _, s := range suites {
+		names += " " + s.Name
+	}
+	return Suite{}, fmt.Errorf("unknown suite %q (have:%s)", name, names)
+}
