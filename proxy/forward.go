@@ -56,7 +56,9 @@ func (c *Context) toTag(dst []byte) []byte {
 func (s *Server) responseDest(c *Context, m *sip.Message) (netip.AddrPort, bool) {
 	v, err := m.TopVia()
 	if err != nil {
-		return netip.AddrPort{}, false
+		// A broken Via cannot route the answer: the source address is
+		// the best guess (what a UDP sender listens on in practice).
+		return c.Src, c.Src.IsValid()
 	}
 	if v.HasRPort || !c.Src.IsValid() {
 		return c.Src, c.Src.IsValid()
@@ -90,11 +92,7 @@ func (c *Context) Forward(dst netip.AddrPort) {
 		c.Reply(400, "Malformed Max-Forwards")
 		return
 	case present && mf == 0:
-		if m.Method() == sip.OPTIONS {
-			c.Reply(200, "OK") // §16.3: a proxy MAY answer OPTIONS itself
-		} else {
-			c.Reply(483, "Too Many Hops")
-		}
+		c.Reply(483, "Too Many Hops")
 		return
 	}
 	loop := c.loopHash()

@@ -127,13 +127,7 @@ func (w *Worker) recover(src netip.AddrPort) {
 func (w *Worker) malformed(err error, src netip.AddrPort, out Sender) {
 	m := &w.msg
 	w.st.Malformed.Add(1)
-	if !m.IsRequest() || m.Method() == sip.ACK {
-		return
-	}
-	if _, verr := m.TopVia(); verr != nil {
-		return
-	}
-	if _, _, cerr := m.CSeq(); cerr != nil || len(m.CallID()) == 0 || m.Index(sip.HdrFrom, -1) < 0 || m.Index(sip.HdrTo, -1) < 0 {
+	if !m.IsRequest() || m.Method() == sip.ACK || m.Index(sip.HdrVia, -1) < 0 {
 		return
 	}
 	w.ctx.reset(m, src, out)
@@ -149,7 +143,10 @@ func (w *Worker) request(src netip.AddrPort, out Sender) {
 	c.reset(&w.msg, src, out)
 	if _, err := c.Msg.TopVia(); err != nil {
 		w.st.Malformed.Add(1)
-		return // no way to route a response back
+		if c.Msg.Method() != sip.ACK {
+			c.Reply(400, "Malformed Via header") // goes to the source address
+		}
+		return
 	}
 	p := *w.srv.pipeline.Load()
 	for i := range p {

@@ -122,12 +122,14 @@ func (m *Message) Parse(buf []byte) error {
 	if lineEnd < 0 {
 		return ErrStartLine
 	}
-	if err := m.parseStartLine(pos, lineEnd); err != nil {
-		return err
+	// A bad request line is reported after the headers are indexed, so
+	// that the 400 (or 505) can be routed back.
+	lineErr := m.parseStartLine(pos, lineEnd)
+	if lineErr != nil && !m.request {
+		return lineErr
 	}
 	m.startEnd = uint32(next)
 	pos = next
-	var lineErr error
 	for {
 		lineEnd, next = lineAt(buf, pos)
 		if lineEnd < 0 {

@@ -84,8 +84,7 @@ func ParseNameAddr(b []byte, na *NameAddr) (rest []byte, err error) {
 			return nil, ErrAngleBracket
 		}
 		gt += lt
-		us := skipWS(b[:gt], lt+1)
-		u := b[us:trimRightWS(b, us, gt)]
+		u := b[lt+1 : gt] // RFC 3261 allows no whitespace inside <>
 		if err := ParseURI(u, &na.URI); err != nil {
 			return nil, err
 		}
@@ -108,6 +107,9 @@ func ParseNameAddr(b []byte, na *NameAddr) (rest []byte, err error) {
 	if k < len(b) && b[k] == ';' {
 		pe := paramsEnd(b, k+1)
 		na.Params = b[k+1 : trimRightWS(b, k+1, pe)]
+		if !validParams(na.Params) {
+			return nil, ErrNameAddr
+		}
 		valueEnd = trimRightWS(b, k+1, pe)
 		k = pe
 	}

@@ -87,3 +87,30 @@ func (it *ParamIter) Next() (name, value []byte, ok bool) {
 		return name, value, true
 	}
 }
+
+// validParams reports whether every ';'-separated parameter has a name
+// (RFC 3261 allows no empty parameter such as ";;").
+func validParams(params []byte) bool {
+	inQuote := false
+	empty := true
+	for i := 0; i < len(params); i++ {
+		switch c := params[i]; {
+		case inQuote:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inQuote = false
+			}
+		case c == '"':
+			inQuote, empty = true, false
+		case c == ';':
+			if empty {
+				return false
+			}
+			empty = true
+		case c != ' ' && c != '\t' && c != '\r' && c != '\n':
+			empty = false
+		}
+	}
+	return !empty
+}

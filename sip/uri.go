@@ -81,20 +81,19 @@ func ParseURI(b []byte, u *URI) error {
 		}
 		return nil
 	}
-	// userinfo: up to the first '@' that comes before any '?'.
-	if at := bytes.IndexByte(rest, '@'); at >= 0 {
-		if q := bytes.IndexByte(rest, '?'); q < 0 || at < q {
-			ui := rest[:at]
-			if pw := bytes.IndexByte(ui, ':'); pw >= 0 {
-				u.User, u.Password = ui[:pw], ui[pw+1:]
-			} else {
-				u.User = ui
-			}
-			if len(u.User) == 0 {
-				return ErrURIChar
-			}
-			rest = rest[at+1:]
+	// userinfo ends at the last '@': the grammar allows '@' nowhere else
+	// (the user part itself may hold ';', '?' and '/').
+	if at := bytes.LastIndexByte(rest, '@'); at >= 0 {
+		ui := rest[:at]
+		if pw := bytes.IndexByte(ui, ':'); pw >= 0 {
+			u.User, u.Password = ui[:pw], ui[pw+1:]
+		} else {
+			u.User = ui
 		}
+		if len(u.User) == 0 {
+			return ErrURIChar
+		}
+		rest = rest[at+1:]
 	}
 	// host
 	i := 0

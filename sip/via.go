@@ -121,6 +121,9 @@ func ParseVia(b []byte, v *Via) (rest []byte, err error) {
 		v.Params = b[ps:trimRightWS(b, ps, j)]
 		end = trimRightWS(b, ps, j)
 		i = j
+		if !validParams(v.Params) {
+			return nil, ErrVia
+		}
 		if err := v.scanParams(); err != nil {
 			return nil, err
 		}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/veloxsip/velox/pipeline"
 	"github.com/veloxsip/velox/proxy"
-	"github.com/veloxsip/velox/sip"
 )
 
 // Options configure the module.
@@ -18,7 +17,7 @@ type Options struct {
 }
 
 // MaxForwards answers 483 Too Many Hops to a request whose Max-Forwards is
-// 0 (OPTIONS get 200, as §16.3 allows) and 400 to a malformed value. The
+// 0 and 400 to a malformed value. The
 // forwarder then decrements it, capped at Max.
 type MaxForwards struct{ max int }
 
@@ -41,11 +40,7 @@ func (f *MaxForwards) Handle(c *proxy.Context) proxy.Action {
 		c.Reply(400, "Malformed Max-Forwards")
 		return proxy.Stop
 	case present && n == 0:
-		if c.Msg.Method() == sip.OPTIONS {
-			c.Reply(200, "OK")
-		} else {
-			c.Reply(483, "Too Many Hops")
-		}
+		c.Reply(483, "Too Many Hops")
 		return proxy.Stop
 	}
 	c.MaxForwardsLimit = f.max

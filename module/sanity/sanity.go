@@ -69,6 +69,9 @@ func Check(m *sip.Message) *sip.Error {
 	default:
 		return sip.ErrUnsupportedScheme
 	}
+	if ru.Headers != nil {
+		return errRURIHeaders // RFC 3261 §19.1.1: not allowed in a Request-URI
+	}
 	for _, id := range [...]sip.HeaderID{sip.HdrFrom, sip.HdrTo, sip.HdrCallID, sip.HdrCSeq, sip.HdrMaxForwards, sip.HdrContentLength} {
 		if m.Count(id) > 1 {
 			return sip.ErrDuplicateHeader
@@ -76,6 +79,8 @@ func Check(m *sip.Message) *sip.Error {
 	}
 	return nil
 }
+
+var errRURIHeaders = &sip.Error{Code: 400, Reason: "Headers in Request-URI"}
 
 func asError(err error) *sip.Error {
 	if e, ok := err.(*sip.Error); ok {
