@@ -63,6 +63,9 @@ func report(w io.Writer, c config, suite Suite, servers []Server, results map[st
 	for _, n := range notes {
 		fmt.Fprintf(w, "- note: %s\n", n)
 	}
+	if len(notes) > 0 {
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(w, "Machine:")
 	fmt.Fprintln(w)
 	for _, l := range machine() {
