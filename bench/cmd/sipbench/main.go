@@ -65,6 +65,8 @@ type runResult struct {
 	procs    int
 	mem      memSample
 	wall     time.Duration
+	hostBusy time.Duration // CPU time used by everything on the host during the UAC run
+	sippCPU  time.Duration // SIPp UAC + UAS CPU time during the UAC run
 }
 
 func (r runResult) cpuPerCall() float64 {
@@ -279,6 +281,8 @@ func runOne(c config, sipp string, suite Suite, s Server, root, dir string) (res
 	})
 
 	cpu0, _ := treeCPU(pid)
+	uas0, _ := treeCPU(uas.Pid())
+	host0 := hostBusy()
 	start := time.Now()
 	res.uac, err = sipptest.RunUAC(context.Background(), sipptest.UACOptions{
 		Sipp: sipp, Scenario: filepath.Join(scen, suite.UAC),
@@ -288,6 +292,9 @@ func runOne(c config, sipp string, suite Suite, s Server, root, dir string) (res
 	})
 	res.wall = time.Since(start)
 	cpu1, procs := treeCPU(pid)
+	uas1, _ := treeCPU(uas.Pid())
+	res.hostBusy = hostBusy() - host0
+	res.sippCPU = uas1 - uas0 + res.uac.CPU
 	close(stop)
 	wg.Wait()
 	sample()
