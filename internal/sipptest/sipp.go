@@ -145,6 +145,8 @@ type Result struct {
 	ExitCode int
 	// Elapsed is the wall time of the run.
 	Elapsed time.Duration
+	// CPU is the user+system CPU time SIPp itself used.
+	CPU time.Duration
 	// Dir holds the run's files (uac_screen.log, uac_errors.log, ...).
 	Dir string
 }
@@ -207,6 +209,9 @@ func RunUAC(ctx context.Context, o UACOptions) (Result, error) {
 	_ = p.Wait(wctx)
 	p.Stop(syscall.SIGKILL, 0) // no-op when already exited
 	res := Result{ExitCode: p.ExitCode(), Elapsed: time.Since(start), Dir: o.Dir}
+	if ps := p.Cmd.ProcessState; ps != nil {
+		res.CPU = ps.UserTime() + ps.SystemTime()
+	}
 	res.Stats, err = ParseStatFile(stat)
 	if err != nil {
 		return res, fmt.Errorf("sipp uac exited %d without statistics (%v); see %s",

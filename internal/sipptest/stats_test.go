@@ -35,3 +35,15 @@ func TestParseRTT(t *testing.T) {
 		t.Fatalf("rtd 2: %+v", m[2])
 	}
 }
+
+func FuzzParseStats(f *testing.F) {
+	f.Add("TotalCallCreated;SuccessfulCall(C);FailedCall(C);\n1;2;3;\n")
+	f.Add("a;b\n\"x;y\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		s, err := ParseStats(strings.NewReader(in))
+		if err == nil && s.Fields == nil {
+			t.Fatal("nil fields without error")
+		}
+		_, _ = ParseRTT(strings.NewReader(in))
+	})
+}

@@ -65,6 +65,8 @@ type runResult struct {
 	procs    int
 	mem      memSample
 	wall     time.Duration
+	hostBusy time.Duration // CPU time used by everything on the host during the UAC run
+	sippCPU  time.Duration // SIPp UAC + UAS CPU time during the UAC run
 }
 
 func (r runResult) cpuPerCall() float64 {
@@ -78,7 +80,7 @@ func main() {
 	var c config
 	flag.StringVar(&c.suite, "suite", "stateless", "benchmark suite (stateless, stateful)")
 	flag.StringVar(&c.servers, "servers", "", "comma-separated servers of the suite to run (default: all)")
-	flag.StringVar(&c.velox, "velox", "", "velox binary (default: go build ./cmd/velox into a temporary directory)")
+	flag.StringVar(&c.velox, "velox", os.Getenv("VELOX_BIN"), "velox binary (default: $VELOX_BIN, else go build ./cmd/velox into a temporary directory)")
 	flag.IntVar(&c.veloxWorkers, "workers", 0, "pass --workers N to velox (0: velox default)")
 	flag.IntVar(&c.rate, "rate", 3000, "SIPp call rate, calls per second")
 	flag.IntVar(&c.calls, "calls", 60000, "calls per run (SIPp -m)")
@@ -180,6 +182,7 @@ func run(c config) error {
 		return errors.New("no server to run")
 	}
 
+	load0 := loadAvg()
 	results := map[string][]runResult{}
 	failedTooMuch := false
 	for r := 1; r <= c.repeat; r++ {
@@ -206,9 +209,9 @@ func run(c config) error {
 		}
 	}
 
-	var w io.Writer = os.Stdout
 	var buf strings.Builder
-	w = io.MultiWriter(os.Stdout, &buf)
+	w := io.MultiWriter(os.Stdout, &buf)
+	notes = append(notes, fmt.Sprintf("load average before / after the runs: %s / %s (other load on the machine inflates CPU per call)", load0, loadAvg()))
 	report(w, c, suite, servers, results, notes)
 	if c.out != "" {
 		if err := os.WriteFile(c.out, []byte(buf.String()), 0o644); err != nil {
@@ -278,6 +281,8 @@ func runOne(c config, sipp string, suite Suite, s Server, root, dir string) (res
 	})
 
 	cpu0, _ := treeCPU(pid)
+	uas0, _ := treeCPU(uas.Pid())
+	host0 := hostBusy()
 	start := time.Now()
 	res.uac, err = sipptest.RunUAC(context.Background(), sipptest.UACOptions{
 		Sipp: sipp, Scenario: filepath.Join(scen, suite.UAC),
@@ -287,6 +292,9 @@ func runOne(c config, sipp string, suite Suite, s Server, root, dir string) (res
 	})
 	res.wall = time.Since(start)
 	cpu1, procs := treeCPU(pid)
+	uas1, _ := treeCPU(uas.Pid())
+	res.hostBusy = hostBusy() - host0
+	res.sippCPU = uas1 - uas0 + res.uac.CPU
 	close(stop)
 	wg.Wait()
 	sample()
@@ -297,6 +305,19 @@ func runOne(c config, sipp string, suite Suite, s Server, root, dir string) (res
 		res.err = fmt.Errorf("%s exited during the run (code %d)", s.Name, srv.ExitCode())
 	}
 	return res
+}
+
+// loadAvg returns the 1-minute load average from /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
 
 // median returns the run with the median CPU per call (lower median for

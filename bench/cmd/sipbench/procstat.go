@@ -132,3 +132,26 @@ func treeMemory(root int) memSample {
 	}
 	return memSample{kb: sum, measure: fmt.Sprintf("peak ΣPSS of %d procs", len(pids))}
 }
+
+// hostBusy returns the CPU time all CPUs of the host spent not idle since
+// boot (the "cpu" line of /proc/stat minus idle and iowait).
+func hostBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest times are already in user
+			continue
+		}
+		busy += n
+	}
+	return time.Duration(busy) * time.Second / time.Duration(clockTicks)
+}

@@ -17,8 +17,8 @@ func report(w io.Writer, c config, suite Suite, servers []Server, results map[st
 	fmt.Fprintf(w, "### Suite `%s`: %s\n\n", suite.Name, suite.Description)
 	fmt.Fprintf(w, "%d calls per run at %d cps (SIPp UAC→proxy 127.0.0.1:%d→SIPp UAS 127.0.0.1:%d), %d run(s) per server, servers alternating; median run by CPU/call shown.\n\n",
 		c.calls, c.rate, c.proxyPort, c.uasPort, c.repeat)
-	fmt.Fprintln(w, "| server | calls ok | failed | retrans | CPU µs/call | CPU µs/call, all runs | server procs | peak mem MiB | mem measure | INVITE→200 ms mean / p50 / p99 | wall s |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|---:|---:|---|---|---:|")
+	fmt.Fprintln(w, "| server | calls ok | failed | retrans | CPU µs/call | CPU µs/call, all runs | server procs | peak mem MiB | mem measure | INVITE→200 ms mean / p50 / p99 | wall s | host CPU % server / SIPp / other |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|---:|---:|---|---|---:|---|")
 	best := map[string]float64{}
 	for _, s := range servers {
 		runs := results[s.Name]
@@ -27,7 +27,7 @@ func report(w io.Writer, c config, suite Suite, servers []Server, results map[st
 		}
 		m, all := median(runs)
 		if m.err != nil {
-			fmt.Fprintf(w, "| %s | error: %s | | | | | | | | | |\n", s.Name, oneLine(m.err.Error()))
+			fmt.Fprintf(w, "| %s | error: %s | | | | | | | | | | |\n", s.Name, oneLine(m.err.Error()))
 			continue
 		}
 		best[s.Name] = m.cpuPerCall()
@@ -41,9 +41,12 @@ func report(w io.Writer, c config, suite Suite, servers []Server, results map[st
 		if l, ok := m.uac.RTT[1]; ok && l.Count > 0 {
 			lat = fmt.Sprintf("%.2f / %.0f / %.0f", l.Mean, l.P50, l.P99)
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %d | %.1f | %s | %d | %.1f | %s | %s | %.1f |\n",
+		pct := func(d float64) float64 { return 100 * d / m.wall.Seconds() }
+		other := m.hostBusy - m.cpu - m.sippCPU
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %.1f | %s | %d | %.1f | %s | %s | %.1f | %.0f / %.0f / %.0f |\n",
 			s.Name, st.Successful, failed, st.Retransmissions, m.cpuPerCall(), strings.Join(allS, ", "),
-			m.procs, float64(m.mem.kb)/1024, m.mem.measure, lat, m.wall.Seconds())
+			m.procs, float64(m.mem.kb)/1024, m.mem.measure, lat, m.wall.Seconds(),
+			pct(m.cpu.Seconds()), pct(m.sippCPU.Seconds()), pct(max(other, 0).Seconds()))
 	}
 	fmt.Fprintln(w)
 	if cand, ok := best[suite.Candidate]; ok {
@@ -62,6 +65,9 @@ func report(w io.Writer, c config, suite Suite, servers []Server, results map[st
 	}
 	for _, n := range notes {
 		fmt.Fprintf(w, "- note: %s\n", n)
+	}
+	if len(notes) > 0 {
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w, "Machine:")
 	fmt.Fprintln(w)
