@@ -1,5 +1,7 @@
 package sip
 
+import "bytes"
+
 // ParamValue returns the value of the named parameter in a raw parameter
 // list such as `transport=udp;lr;maddr=1.2.3.4` (the text after the first
 // ';', without it). The name matches in any case; a quoted value is
@@ -91,6 +93,29 @@ func (it *ParamIter) Next() (name, value []byte, ok bool) {
 // validParams reports whether every ';'-separated parameter has a name
 // (RFC 3261 allows no empty parameter such as ";;").
 func validParams(params []byte) bool {
+	if bytes.IndexByte(params, '"') >= 0 {
+		return validQuotedParams(params)
+	}
+	// Fast path without quotes: every segment between ';' holds a
+	// non-blank character (normally its first).
+	for {
+		i := bytes.IndexByte(params, ';')
+		seg := params
+		if i >= 0 {
+			seg = params[:i]
+		}
+		if skipWS(seg, 0) == len(seg) {
+			return false
+		}
+		if i < 0 {
+			return true
+		}
+		params = params[i+1:]
+	}
+}
+
+// validQuotedParams is validParams for a list holding quoted strings.
+func validQuotedParams(params []byte) bool {
 	inQuote := false
 	empty := true
 	for i := 0; i < len(params); i++ {

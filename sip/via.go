@@ -172,6 +172,15 @@ func (v *Via) scanParams() error {
 // paramsEnd returns the index of the top-level ',' (outside quotes) at or
 // after i, or len(b).
 func paramsEnd(b []byte, i int) int {
+	// Fast path: no quoted string before the first comma.
+	c := bytes.IndexByte(b[i:], ',')
+	q := bytes.IndexByte(b[i:], '"')
+	if q < 0 || (c >= 0 && c < q) {
+		if c < 0 {
+			return len(b)
+		}
+		return i + c
+	}
 	inQuote := false
 	for ; i < len(b); i++ {
 		switch b[i] {

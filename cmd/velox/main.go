@@ -28,6 +28,7 @@ func main() {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
+	stopProfile := startProfile()
 	var err error
 	switch cmd {
 	case "run":
@@ -48,6 +49,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "velox: unknown command %q\n\n%s", cmd, usage)
 		os.Exit(2)
 	}
+	stopProfile()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "velox:", err)
 		os.Exit(1)
