@@ -84,14 +84,23 @@ type Context struct {
 
 	// Done is set once the request was replied to, forwarded or dropped.
 	Done bool
+
+	// FailureCode is, in the failure pipeline, the best final status the
+	// branches ended with (408 when none answered).
+	FailureCode int
+
+	w    *Worker // nil in timer and failure contexts
+	cell *cell   // the transaction, in the failure pipeline
+	sc   *scratch // building space when w is nil
 }
 
 func (c *Context) reset(m *sip.Message, src netip.AddrPort, out Sender) {
 	c.Msg, c.Src, c.out = m, src, out
 	c.Local = out.Local()
 	c.Routed, c.RecordRoute, c.Done = false, false, false
-	c.MaxForwardsLimit = 0
+	c.MaxForwardsLimit, c.FailureCode = 0, 0
 	c.NextHop = sip.URI{}
+	c.cell = nil
 }
 
 // Server returns the server the request is routed by.

@@ -40,11 +40,14 @@ func (c *Context) ReplyWith(code int, reason string, extra []byte) {
 
 // toTag returns the To tag for stateless replies: the same for a
 // retransmitted request (a hash of Call-ID and From), so it is stable.
-func (c *Context) toTag(dst []byte) []byte {
+func (c *Context) toTag(dst []byte) []byte { return c.srv.toTag(dst, c.Msg) }
+
+// toTag is a To tag derived from the Call-ID and From tag of m.
+func (s *Server) toTag(dst []byte, m *sip.Message) []byte {
 	var h maphash.Hash
-	h.SetSeed(c.srv.seed)
-	h.Write(c.Msg.CallID())
-	if f, err := c.Msg.From(); err == nil {
+	h.SetSeed(s.seed)
+	h.Write(m.CallID())
+	if f, err := m.From(); err == nil {
 		h.Write(f.Tag())
 	}
 	return appendHex64(dst, h.Sum64())
@@ -76,11 +79,31 @@ func (s *Server) responseDest(c *Context, m *sip.Message) (netip.AddrPort, bool)
 // asked for.
 func (c *Context) Forward(dst netip.AddrPort) {
 	c.Done = true
+	loop, ok := c.prepareForward(dst)
+	if !ok {
+		return
+	}
+	top, _ := c.Msg.TopVia()
+	var b [64]byte
+	br := append(b[:0], branchPrefix...)
+	br = appendHex64(br, loop)
+	br = append(br, '.')
+	br = appendHex64(br, c.txHash(top))
+	c.addVia(br)
+	c.send(dst)
+}
+
+// prepareForward runs the checks and edits every forwarded copy of the
+// request shares (§16.6 steps 3–8 except our Via): a destination that is
+// this server, Max-Forwards (483), loops (482), received/rport on the
+// sender's Via, the Max-Forwards decrement. It replies itself and returns
+// false when the request must not go on. loop is the loop-detection hash
+// for our branch.
+func (c *Context) prepareForward(dst netip.AddrPort) (loop uint64, ok bool) {
 	m := c.Msg
-	li := c.srv.self.listener(c.Local)
 	if c.srv.self.IsLocal(dst) {
 		c.Reply(482, "Loop Detected")
-		return
+		return 0, false
 	}
 	// §16.6 step 3: Max-Forwards.
 	mf, present, err := m.MaxForwards()
@@ -90,15 +113,15 @@ func (c *Context) Forward(dst netip.AddrPort) {
 	switch {
 	case err != nil:
 		c.Reply(400, "Malformed Max-Forwards")
-		return
+		return 0, false
 	case present && mf == 0:
 		c.Reply(483, "Too Many Hops")
-		return
+		return 0, false
 	}
-	loop := c.loopHash()
+	loop = c.loopHash()
 	if c.looped(loop) {
 		c.Reply(482, "Loop Detected")
-		return
+		return 0, false
 	}
 	top, _ := m.TopVia()
 
@@ -123,18 +146,6 @@ func (c *Context) Forward(dst netip.AddrPort) {
 		m.InsertAt(top.Raw, true, t)
 	}
 
-	// Our Via (and Record-Route) go before every other header.
-	t := append(m.Scratch(), li.viaPrefix...)
-	t = append(t, branchPrefix...)
-	t = appendHex64(t, loop)
-	t = append(t, '.')
-	t = appendHex64(t, c.txHash(top))
-	t = append(t, "\r\n"...)
-	if c.RecordRoute {
-		t = append(t, li.rr...)
-	}
-	m.InsertHeaderFirst(t)
-
 	if present {
 		m.ReplaceHeaderValue(m.MaxForwardsIndex(), strconv.AppendInt(m.Scratch(), int64(mf-1), 10))
 	} else {
@@ -146,7 +157,21 @@ func (c *Context) Forward(dst netip.AddrPort) {
 		t = strconv.AppendInt(t, int64(lim), 10)
 		m.AppendHeader(append(t, "\r\n"...))
 	}
-	c.send(dst)
+	return loop, true
+}
+
+// addVia puts our Via with the given branch (and our Record-Route when
+// asked for) before every other header.
+func (c *Context) addVia(branch []byte) {
+	m := c.Msg
+	li := c.srv.self.listener(c.Local)
+	t := append(m.Scratch(), li.viaPrefix...)
+	t = append(t, branch...)
+	t = append(t, "\r\n"...)
+	if c.RecordRoute {
+		t = append(t, li.rr...)
+	}
+	m.InsertHeaderFirst(t)
 }
 
 func (c *Context) send(dst netip.AddrPort) {
@@ -341,4 +366,30 @@ func parsePort(b []byte) (uint16, bool) {
 		return 0, false
 	}
 	return uint16(n), true
+}
+
+// NextHop is where a request goes when no fixed destination is set: the
+// next hop loose routing chose, else the Request-URI. A failure comes as
+// the status and reason to reply with (404 for a Request-URI naming this
+// server, 503 when the host does not resolve).
+func NextHop(c *Context) (dst netip.AddrPort, code int, reason string) {
+	if c.Routed {
+		d, err := c.srv.URIDest(&c.NextHop)
+		if err != nil {
+			return d, 503, "Next Hop Unresolvable"
+		}
+		return d, 0, ""
+	}
+	ru, err := c.Msg.RURI()
+	if err != nil {
+		return dst, 400, "Malformed Request-URI"
+	}
+	if c.srv.self.IsSelfURI(ru) {
+		return dst, 404, "Not Found"
+	}
+	d, err := c.srv.URIDest(ru)
+	if err != nil {
+		return d, 503, "Destination Unresolvable"
+	}
+	return d, 0, ""
 }

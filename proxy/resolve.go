@@ -3,8 +3,11 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,4 +111,29 @@ func (r *Resolver) Resolve(host []byte) (netip.Addr, error) {
 		return a, ErrUnresolvable
 	}
 	return a, nil
+}
+
+// ResolveHostPort turns "host[:port]" (IPv6 in brackets, port 5060 when
+// absent) into an address, looking the host name up once. Modules use it
+// for fixed destinations at load time.
+func ResolveHostPort(s string) (netip.AddrPort, error) {
+	host, port := s, "5060"
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		host, port = h, p
+	} else if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+		host = s[1 : len(s)-1]
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n <= 0 || n > 65535 {
+		return netip.AddrPort{}, fmt.Errorf("bad port in %q", s)
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		ips, lerr := net.LookupIP(host)
+		if lerr != nil || len(ips) == 0 {
+			return netip.AddrPort{}, fmt.Errorf("cannot resolve %q: %v", host, lerr)
+		}
+		a, _ = netip.AddrFromSlice(ips[0])
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(n)), nil
 }

@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 
 	"github.com/veloxsip/velox/sip"
@@ -19,8 +20,12 @@ type Server struct {
 	resolver *Resolver
 	log      *slog.Logger
 
-	mu      chan struct{} // serialises worker registration
+	mu      sync.Mutex // guards workers
 	workers []*WorkerStats
+
+	tm      *txTable
+	failure atomic.Pointer[Pipeline]
+	conns   map[netip.AddrPort]Conn
 }
 
 // Options configure a Server.
@@ -29,11 +34,14 @@ type Options struct {
 	Logger *slog.Logger
 	// Aliases are extra host names (or host:port) the server answers to.
 	Aliases []string
+	// Stateful configures the transaction layer used by Relay.
+	Stateful StatefulOptions
 }
 
 // NewServer returns a server running pipeline p.
 func NewServer(p Pipeline, opt Options) *Server {
-	s := &Server{seed: maphash.MakeSeed(), resolver: NewResolver(), log: opt.Logger, mu: make(chan struct{}, 1)}
+	s := &Server{seed: maphash.MakeSeed(), resolver: NewResolver(), log: opt.Logger, conns: map[netip.AddrPort]Conn{}}
+	s.tm = newTxTable(s, opt.Stateful)
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -48,6 +56,22 @@ func NewServer(p Pipeline, opt Options) *Server {
 // next message.
 func (s *Server) SetPipeline(p Pipeline) { s.pipeline.Store(&p) }
 
+// SetFailurePipeline sets the steps run when a stateful relay ends without
+// a 2xx and without a destination left to try (Kamailio's failure_route).
+// Its steps may Relay again to add branches to the same transaction.
+func (s *Server) SetFailurePipeline(p Pipeline) { s.failure.Store(&p) }
+
+// AddConn registers the socket bound to local, used to send from it
+// outside a worker's batch (timers, responses relayed across sockets).
+// Call it before Start.
+func (s *Server) AddConn(local netip.AddrPort, c Conn) { s.conns[local] = c }
+
+// Start runs the timer workers of the transaction layer.
+func (s *Server) Start() { s.tm.start() }
+
+// Close stops the timer workers.
+func (s *Server) Close() { s.tm.close() }
+
 // Identity returns the addresses the server considers its own.
 func (s *Server) Identity() *Identity { return &s.self }
 
@@ -59,23 +83,27 @@ func (s *Server) AddListener(proto string, local netip.AddrPort, advertise strin
 
 // NewWorker returns the packet handler of one transport worker.
 func (s *Server) NewWorker(int) transport.Handler {
-	w := &Worker{srv: s, st: new(WorkerStats)}
-	w.ctx.srv, w.ctx.st = s, w.st
+	w := &Worker{srv: s, st: new(WorkerStats), sc: newScratch()}
+	w.ctx.srv, w.ctx.st, w.ctx.w = s, w.st, w
 	w.ctx.Proto = "udp"
-	s.mu <- struct{}{}
+	s.mu.Lock()
 	s.workers = append(s.workers, w.st)
-	<-s.mu
+	s.mu.Unlock()
 	return w
 }
 
 // Stats sums the counters of all workers.
 func (s *Server) Stats() Stats {
-	s.mu <- struct{}{}
-	defer func() { <-s.mu }()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var t Stats
 	for _, w := range s.workers {
 		t.add(w)
 	}
+	for _, tw := range s.tm.timerWorkers {
+		t.add(&tw.st)
+	}
+	t.add(&s.tm.failStats)
 	return t
 }
 
@@ -85,6 +113,7 @@ func (s *Server) Stats() Stats {
 type Worker struct {
 	srv *Server
 	msg sip.Message
+	sc  scratch // the transaction layer's building space
 	ctx Context
 	st  *WorkerStats
 }
@@ -110,7 +139,20 @@ func (w *Worker) Handle(data []byte, src netip.AddrPort, out Sender) {
 		return
 	}
 	w.st.Responses.Add(1)
+	if top, err := m.TopVia(); err == nil && len(top.Branch) == statefulBranchLen &&
+		w.srv.self.IsSelf(top.Host, top.Port, false) && w.response(&w.ctx, m, top, out) {
+		return
+	}
 	w.srv.forwardResponse(&w.ctx, m, out)
+}
+
+// HandleUnreachable fails the stateful branch a refused datagram was sent
+// for (transport.UnreachableHandler).
+func (w *Worker) HandleUnreachable(payload []byte, dst netip.AddrPort, err error) {
+	defer w.recover(dst)
+	if isUnreachable(err) && w.srv.unreachable(payload, dst, nil, &w.sc) {
+		w.st.Unreachable.Add(1)
+	}
 }
 
 // recover keeps a bug triggered by one message from taking the server
@@ -148,6 +190,9 @@ func (w *Worker) request(src netip.AddrPort, out Sender) {
 		}
 		return
 	}
+	if w.absorb(c) {
+		return
+	}
 	p := *w.srv.pipeline.Load()
 	for i := range p {
 		st := &p[i]
@@ -172,12 +217,18 @@ type WorkerStats struct {
 	Unrouted            atomic.Uint64
 	SendErrors          atomic.Uint64
 	Panics              atomic.Uint64
-	_                   [64]byte // keep workers' counters off each other's cache lines
+	Transactions        atomic.Uint64 // stateful transactions created
+	Retransmissions     atomic.Uint64 // request retransmissions absorbed
+	Retransmitted       atomic.Uint64 // requests we retransmitted (timers A, E)
+	Timeouts            atomic.Uint64 // branches that timed out
+	Unreachable         atomic.Uint64 // branches failed by an ICMP error
+	_                   [64]byte      // keep workers' counters off each other's cache lines
 }
 
 // Stats are counters summed over all workers.
 type Stats struct {
 	Requests, Responses, Forwarded, ResponsesForwarded, Replied, Malformed, Dropped, Unrouted, SendErrors, Panics uint64
+	Transactions, Retransmissions, Retransmitted, Timeouts, Unreachable                                           uint64
 }
 
 func (t *Stats) add(w *WorkerStats) {
@@ -191,6 +242,11 @@ func (t *Stats) add(w *WorkerStats) {
 	t.Unrouted += w.Unrouted.Load()
 	t.SendErrors += w.SendErrors.Load()
 	t.Panics += w.Panics.Load()
+	t.Transactions += w.Transactions.Load()
+	t.Retransmissions += w.Retransmissions.Load()
+	t.Retransmitted += w.Retransmitted.Load()
+	t.Timeouts += w.Timeouts.Load()
+	t.Unreachable += w.Unreachable.Load()
 }
 
 // Server returns the server the worker belongs to.

@@ -179,3 +179,27 @@ func (m *Message) RemoveAfter(a, b []byte) {
 	}
 	m.add(from+len(a), to+len(b), nil)
 }
+
+// EditState is a saved copy of a message's edit list (see SaveEdits).
+type EditState struct {
+	e    [MaxEdits]edit
+	n    int
+	used int
+	err  error
+}
+
+// SaveEdits records the message's current edits in s, so that a proxy can
+// add per-branch edits, write the message, and go back with RestoreEdits
+// before building the next branch.
+func (m *Message) SaveEdits(s *EditState) {
+	l := &m.edits
+	s.n, s.used, s.err = l.n, l.used, l.err
+	copy(s.e[:l.n], l.e[:l.n])
+}
+
+// RestoreEdits returns the edit list to the state saved in s.
+func (m *Message) RestoreEdits(s *EditState) {
+	l := &m.edits
+	l.n, l.used, l.err = s.n, s.used, s.err
+	copy(l.e[:s.n], s.e[:s.n])
+}

@@ -14,8 +14,10 @@ const usage = `velox — a SIP proxy, registrar and redirect server
 
 Usage:
   velox run [-c FILE]            run with a config file (default: the embedded config)
-  velox proxy --listen udp:IP:PORT --to HOST:PORT --stateless [--workers N]
+  velox proxy --listen udp:IP:PORT --to HOST:PORT [--to HOST:PORT ...] [--fork parallel]
+              [--fr-timeout D] [--fr-inv-timeout D] [--stateless] [--workers N]
                                  run a record-routing proxy with no config file
+                                 (transaction-stateful unless --stateless)
   velox check -c FILE            validate a config file
   velox config                   print the embedded default config
   velox modules                  list the routing modules

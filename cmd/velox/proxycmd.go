@@ -9,6 +9,7 @@ import (
 	"github.com/veloxsip/velox/module/looseroute"
 	"github.com/veloxsip/velox/module/maxforwards"
 	"github.com/veloxsip/velox/module/recordroute"
+	"github.com/veloxsip/velox/module/relay"
 	"github.com/veloxsip/velox/module/reply"
 	"github.com/veloxsip/velox/module/sanity"
 	"github.com/veloxsip/velox/pipeline"
@@ -16,19 +17,26 @@ import (
 )
 
 // cmdProxy runs the quick mode: a record-routing proxy assembled in Go,
-// with no config file.
+// with no config file. It is transaction-stateful unless --stateless.
 func cmdProxy(args []string) error {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 	listen := fs.String("listen", "udp:127.0.0.1:5060", "listening socket, proto:ip:port")
-	to := fs.String("to", "", "destination host:port for requests (default: the Request-URI)")
+	var to []string
+	fs.Func("to", "destination host:port (repeat for failover or forking; default: the Request-URI)", func(s string) error {
+		to = append(to, s)
+		return nil
+	})
 	stateless := fs.Bool("stateless", false, "forward statelessly (RFC 3261 §16.11)")
+	fork := fs.String("fork", "serial", "with several --to: serial (failover in order) or parallel")
+	frTimeout := fs.Duration("fr-timeout", 0, "time a branch waits for any response (default 30s)")
+	frInvTimeout := fs.Duration("fr-inv-timeout", 0, "time an INVITE branch rings before it is cancelled (default 120s)")
 	workers := fs.Int("workers", 0, "receiving workers (default: number of CPUs)")
 	level := fs.String("log", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if !*stateless {
-		return errors.New("proxy: the transaction-stateful relay is not built yet; pass --stateless")
+	if *stateless && len(to) > 1 {
+		return errors.New("proxy: --stateless takes one --to")
 	}
 	proto, addr, err := parseListen(*listen)
 	if err != nil {
@@ -36,7 +44,22 @@ func cmdProxy(args []string) error {
 	}
 	log := newLogger(*level)
 	srv := proxy.NewServer(nil, proxy.Options{Logger: log})
-	p, err := quickPipeline(*to)
+	var last proxy.Handler
+	if *stateless {
+		dst := ""
+		if len(to) == 1 {
+			dst = to[0]
+		}
+		if last, err = forward.New(forward.Options{To: dst}); err != nil {
+			return err
+		}
+	} else {
+		last, err = relay.New(relay.Options{To: to, Fork: *fork, Timeout: *frTimeout, InviteTimeout: *frInvTimeout})
+		if err != nil {
+			return err
+		}
+	}
+	p, err := quickPipeline(last)
 	if err != nil {
 		return err
 	}
@@ -45,8 +68,8 @@ func cmdProxy(args []string) error {
 }
 
 // quickPipeline is sanity → max-forwards → 200 to OPTIONS for us →
-// record-route → loose-route → forward.
-func quickPipeline(to string) (proxy.Pipeline, error) {
+// record-route → loose-route → last (forward or relay).
+func quickPipeline(last proxy.Handler) (proxy.Pipeline, error) {
 	mf, err := maxforwards.New(maxforwards.Options{})
 	if err != nil {
 		return nil, err
@@ -59,16 +82,12 @@ func quickPipeline(to string) (proxy.Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	fwd, err := forward.New(forward.Options{To: to})
-	if err != nil {
-		return nil, err
-	}
 	return proxy.Pipeline{
 		{Name: "sanity", Handler: sanity.New()},
 		{Name: "max-forwards", Handler: mf},
 		{Name: "reply", If: optionsForUs, Handler: ok},
 		{Name: "record-route", Handler: recordroute.New(recordroute.Options{})},
 		{Name: "loose-route", Handler: looseroute.New()},
-		{Name: "forward", Handler: fwd},
+		{Name: "relay", Handler: last},
 	}, nil
 }

@@ -86,8 +86,11 @@ func serve(srv *proxy.Server, ls []config.Listener, log *slog.Logger, reload fun
 			adv = fmt.Sprintf("%s:%d", adv, lc.AdvertisePort)
 		}
 		srv.AddListener("udp", l.LocalAddr(), adv)
+		srv.AddConn(l.LocalAddr(), l)
 		started = append(started, l)
 	}
+	srv.Start()
+	defer srv.Close()
 	for _, l := range started {
 		l.Start()
 		log.Info("velox: listening", "proto", "udp", "addr", l.LocalAddr().String())

@@ -249,8 +249,16 @@ func KamailioModulesDir() string {
 // the given number of UDP workers, listening on udp:listen and forwarding
 // to sip:dest. The configs in bench/kamailio read these -A defines.
 func KamailioArgs(cfg string, children int, listen, dest string) []string {
+	return KamailioArgsMem(cfg, children, listen, dest, 128)
+}
+
+// KamailioArgsMem is KamailioArgs with shmMB MiB of shared memory (-m):
+// a transaction-stateful Kamailio at thousands of calls per second needs
+// far more than the 128 MiB that suffice statelessly, or it answers
+// "500 out of memory".
+func KamailioArgsMem(cfg string, children int, listen, dest string, shmMB int) []string {
 	args := []string{"-f", cfg, "-x", "tlsf", "-X", "tlsf", "-DD", "-E",
-		"-m", "128", "-M", "16",
+		"-m", strconv.Itoa(shmMB), "-M", "16",
 		"-A", "CHILDREN=" + strconv.Itoa(children),
 		"-A", "LISTEN=udp:" + listen,
 		"-A", `DEST="sip:` + dest + `"`,

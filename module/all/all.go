@@ -6,6 +6,7 @@ import (
 	_ "github.com/veloxsip/velox/module/looseroute"  // loose-route
 	_ "github.com/veloxsip/velox/module/maxforwards" // max-forwards
 	_ "github.com/veloxsip/velox/module/recordroute" // record-route
+	_ "github.com/veloxsip/velox/module/relay"       // relay
 	_ "github.com/veloxsip/velox/module/reply"       // reply
 	_ "github.com/veloxsip/velox/module/sanity"      // sanity
 )

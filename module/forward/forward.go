@@ -4,9 +4,7 @@ package forward
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
-	"strconv"
 
 	"github.com/veloxsip/velox/pipeline"
 	"github.com/veloxsip/velox/proxy"
@@ -31,52 +29,21 @@ func New(o Options) (*Forward, error) {
 	if o.To == "" {
 		return f, nil
 	}
-	host, port := o.To, "5060"
-	if h, p, err := net.SplitHostPort(o.To); err == nil {
-		host, port = h, p
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n <= 0 || n > 65535 {
-		return nil, fmt.Errorf("forward: bad port in %q", o.To)
-	}
-	a, err := netip.ParseAddr(host)
+	to, err := proxy.ResolveHostPort(o.To)
 	if err != nil {
-		ips, lerr := net.LookupIP(host)
-		if lerr != nil || len(ips) == 0 {
-			return nil, fmt.Errorf("forward: cannot resolve %q: %v", host, lerr)
-		}
-		a, _ = netip.AddrFromSlice(ips[0])
+		return nil, fmt.Errorf("forward: %v", err)
 	}
-	f.to, f.fixed = netip.AddrPortFrom(a.Unmap(), uint16(n)), true
+	f.to, f.fixed = to, true
 	return f, nil
 }
 
 // Handle forwards the request.
 func (f *Forward) Handle(c *proxy.Context) proxy.Action {
-	var dst netip.AddrPort
-	switch {
-	case c.Routed:
-		d, err := c.Server().URIDest(&c.NextHop)
-		if err != nil {
-			c.Reply(503, "Next Hop Unresolvable")
-			return proxy.Stop
-		}
-		dst = d
-	case f.fixed:
-		dst = f.to
-	default:
-		ru, err := c.Msg.RURI()
-		if err != nil {
-			c.Reply(400, "Malformed Request-URI")
-			return proxy.Stop
-		}
-		if c.Server().Identity().IsSelfURI(ru) {
-			c.Reply(404, "Not Found")
-			return proxy.Stop
-		}
-		d, err := c.Server().URIDest(ru)
-		if err != nil {
-			c.Reply(503, "Destination Unresolvable")
+	dst := f.to
+	if !f.fixed || c.Routed {
+		d, code, reason := proxy.NextHop(c)
+		if code != 0 {
+			c.Reply(code, reason)
 			return proxy.Stop
 		}
 		dst = d

@@ -59,9 +59,15 @@ func (e Env) veloxArgs(extra ...string) []string {
 }
 
 func kamailioServer(e Env, name, cfg string, children int) Server {
+	// Stateful Kamailio keeps every transaction in shared memory for its
+	// wait time: give it 1 GiB so it does not fail for lack of memory.
+	shm := 128
+	if cfg == "stateful.cfg" {
+		shm = 1024
+	}
 	return Server{
 		Name: name, Kind: "kamailio", Command: e.Kamailio,
-		Args: sipptest.KamailioArgs(filepath.Join(e.Root, "bench", "kamailio", cfg), children, e.Listen, e.To),
+		Args: sipptest.KamailioArgsMem(filepath.Join(e.Root, "bench", "kamailio", cfg), children, e.Listen, e.To, shm),
 	}
 }
 
@@ -87,7 +93,6 @@ var suites = []Suite{
 		UAC:         "uac.xml", UAS: "uas.xml",
 		Servers: func(e Env) []Server {
 			return []Server{
-				// Assumed CLI: velox proxy without --stateless is stateful.
 				{Name: "velox", Kind: "velox", Command: e.Velox, Args: e.veloxArgs("proxy",
 					"--listen", "udp:"+e.Listen, "--to", e.To)},
 				kamailioServer(e, "kamailio-c1", "stateful.cfg", 1),
