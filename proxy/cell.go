@@ -122,8 +122,13 @@ type cell struct {
 	nextDest    int
 	failureRun  bool
 
-	br  []branch
-	nbr int
+	// br holds the branches; they never move (their timers are linked
+	// into a wheel). The first lives in the cell, more are allocated once
+	// and kept when the cell is recycled.
+	br    [MaxBranches]*branch
+	nbr   int
+	first branch
+	dArr  [1]netip.AddrPort
 
 	wheel *txn.Wheel
 	tw    *timerWorker
@@ -133,7 +138,7 @@ type cell struct {
 
 func (c *cell) clear() {
 	for i := 0; i < c.nbr; i++ {
-		b := &c.br[i]
+		b := c.br[i]
 		dropBuf(&b.req)
 		dropBuf(&b.rsp)
 		dropBuf(&b.cancel)
@@ -153,7 +158,7 @@ func (c *cell) stopTimers() {
 	c.wheel.Stop(&c.tRetr)
 	c.wheel.Stop(&c.tWait)
 	for i := 0; i < c.nbr; i++ {
-		b := &c.br[i]
+		b := c.br[i]
 		c.wheel.Stop(&b.tRetr)
 		c.wheel.Stop(&b.tTimeout)
 		c.wheel.Stop(&b.tCancel)
@@ -164,6 +169,9 @@ func (c *cell) stopTimers() {
 func (c *cell) setDests(d []netip.AddrPort) {
 	if len(d) > maxDests {
 		d = d[:maxDests]
+	}
+	if c.dests == nil {
+		c.dests = c.dArr[:0]
 	}
 	c.dests = append(c.dests[:0], d...)
 	c.nextDest = 0
@@ -182,12 +190,16 @@ func (c *cell) newBranch(dst netip.AddrPort) (*branch, int) {
 	if c.nbr == MaxBranches {
 		return nil, -1
 	}
-	if c.nbr == len(c.br) {
-		c.br = append(c.br, branch{})
+	if c.br[c.nbr] == nil {
+		if c.nbr == 0 {
+			c.br[0] = &c.first
+		} else {
+			c.br[c.nbr] = new(branch)
+		}
 	}
 	i := c.nbr
 	c.nbr++
-	b := &c.br[i]
+	b := c.br[i]
 	b.dst = dst
 	b.state, b.cancelSt, b.code, b.local = bCalling, cNone, 0, false
 	b.tRetr.Owner, b.tTimeout.Owner, b.tCancel.Owner = c, c, c

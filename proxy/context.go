@@ -89,9 +89,13 @@ type Context struct {
 	// branches ended with (408 when none answered).
 	FailureCode int
 
-	w    *Worker // nil in timer and failure contexts
-	cell *cell   // the transaction, in the failure pipeline
+	w    *Worker  // nil in timer and failure contexts
+	cell *cell    // the transaction, in the failure pipeline
 	sc   *scratch // building space when w is nil
+
+	keyBuf  [256]byte // the server transaction key, see txKey
+	keyLen  int
+	keyHash uint64
 }
 
 func (c *Context) reset(m *sip.Message, src netip.AddrPort, out Sender) {
@@ -101,6 +105,7 @@ func (c *Context) reset(m *sip.Message, src netip.AddrPort, out Sender) {
 	c.MaxForwardsLimit, c.FailureCode = 0, 0
 	c.NextHop = sip.URI{}
 	c.cell = nil
+	c.keyLen = 0
 }
 
 // Server returns the server the request is routed by.

@@ -34,10 +34,7 @@ func (s *Server) sendFrom(out Sender, local netip.AddrPort, b []byte, dst netip.
 func (w *Worker) absorb(c *Context) bool {
 	t := w.srv.tm
 	m := c.Msg
-	top, _ := m.TopVia()
-	var kb [256]byte
-	key := txKey(kb[:0], m, top)
-	h := t.hashKey(key)
+	key, h := c.txKey()
 	bi := uint32(h) & t.mask
 	b := &t.buckets[bi]
 	meth := m.Method()
@@ -107,10 +104,7 @@ func (c *Context) Relay(dsts []netip.AddrPort, opt RelayOptions) {
 	}
 	c.Done = true
 	t := c.srv.tm
-	top, _ := m.TopVia()
-	var kb [256]byte
-	key := txKey(kb[:0], m, top)
-	h := t.hashKey(key)
+	key, h := c.txKey()
 	bi := uint32(h) & t.mask
 	b := &t.buckets[bi]
 	invite := m.Method() == sip.INVITE
@@ -222,7 +216,7 @@ func (t *txTable) startDests(cl *cell, out Sender, m *sip.Message, c *Context, s
 // cancelBranch CANCELs branch i when it has no final response (§9.1): at
 // once when it has had a provisional response, else when one arrives.
 func (t *txTable) cancelBranch(cl *cell, i int, out Sender, sc *scratch) {
-	br := &cl.br[i]
+	br := cl.br[i]
 	if br.state > bProceeding || br.cancelSt != cNone || !cl.invite {
 		return
 	}
@@ -265,7 +259,7 @@ func (w *Worker) response(c *Context, m *sip.Message, top *sip.Via, out Sender) 
 	if cl == nil || i >= cl.nbr {
 		return false
 	}
-	br := &cl.br[i]
+	br := cl.br[i]
 	if _, meth, err := m.CSeq(); err != nil || string(meth) == "CANCEL" {
 		if err == nil && br.cancelSt == cSent {
 			br.cancelSt = cDone
@@ -315,7 +309,7 @@ func removeOwnVia(m *sip.Message) bool {
 }
 
 func (t *txTable) inviteResponse(cl *cell, i int, m *sip.Message, code int, out Sender, sc *scratch) {
-	br := &cl.br[i]
+	br := cl.br[i]
 	switch {
 	case code < 200:
 		if br.state > bProceeding {
@@ -418,7 +412,7 @@ func (br *branch) acked() bool {
 }
 
 func (t *txTable) nonInviteResponse(cl *cell, i int, m *sip.Message, code int, out Sender, sc *scratch) {
-	br := &cl.br[i]
+	br := cl.br[i]
 	if br.state > bProceeding {
 		return
 	}
@@ -479,7 +473,7 @@ func (t *txTable) finishServer(cl *cell) {
 func (cl *cell) best() int {
 	bi, rank := -1, 1<<30
 	for i := 0; i < cl.nbr; i++ {
-		br := &cl.br[i]
+		br := cl.br[i]
 		if br.state <= bProceeding || br.code < 300 {
 			continue
 		}
@@ -659,7 +653,7 @@ func mergeChallenges(dst, src []byte, cl *cell) []byte {
 	}
 	dst = append(dst, src[:end+2]...)
 	for i := 0; i < cl.nbr; i++ {
-		br := &cl.br[i]
+		br := cl.br[i]
 		if br.rsp == nil || (br.code != 401 && br.code != 407) || &br.rsp.b[0] == &src[0] {
 			continue
 		}
@@ -711,7 +705,7 @@ func (tw *timerWorker) fire(f txn.Fired) {
 		if i >= cl.nbr || cl.br[i].tRetr.Seq != f.Seq {
 			return
 		}
-		br := &cl.br[i]
+		br := cl.br[i]
 		if br.state > bProceeding || (cl.invite && br.state != bCalling) || br.req == nil {
 			return
 		}
@@ -729,7 +723,7 @@ func (tw *timerWorker) fire(f txn.Fired) {
 		if i >= cl.nbr || cl.br[i].tCancel.Seq != f.Seq {
 			return
 		}
-		br := &cl.br[i]
+		br := cl.br[i]
 		if br.cancelSt != cSent || br.cancel == nil {
 			return
 		}
@@ -751,7 +745,7 @@ func (tw *timerWorker) fire(f txn.Fired) {
 // time (408, CANCEL when it rang), or the end of its Completed/Accepted
 // wait.
 func (t *txTable) branchTimeout(cl *cell, i int, tw *timerWorker) {
-	br := &cl.br[i]
+	br := cl.br[i]
 	cl.wheel.Stop(&br.tRetr)
 	switch br.state {
 	case bCalling, bProceeding:
@@ -792,7 +786,7 @@ func (s *Server) unreachable(payload []byte, dst netip.AddrPort, out Sender, sc 
 	if cl == nil || i >= cl.nbr {
 		return false
 	}
-	br := &cl.br[i]
+	br := cl.br[i]
 	if br.dst != dst || br.state > bProceeding || bytes.HasPrefix(payload, []byte("CANCEL ")) || bytes.HasPrefix(payload, []byte("ACK ")) {
 		return false
 	}
@@ -853,4 +847,19 @@ func (c *Context) scratch() *scratch {
 		return &c.w.sc
 	}
 	return c.sc
+}
+
+// txKey returns the server transaction key of the request and its hash,
+// computed once per request.
+func (c *Context) txKey() ([]byte, uint64) {
+	if c.keyLen == 0 {
+		top, _ := c.Msg.TopVia()
+		k := txKey(c.keyBuf[:0], c.Msg, top)
+		if len(k) > len(c.keyBuf) {
+			return k, c.srv.tm.hashKey(k) // too long to cache (allocated)
+		}
+		c.keyLen = len(k)
+		c.keyHash = c.srv.tm.hashKey(k)
+	}
+	return c.keyBuf[:c.keyLen], c.keyHash
 }

@@ -19,7 +19,7 @@ type StatefulOptions struct {
 	// power of two (default 65536); each bucket has its own lock.
 	Buckets int
 	// TimerWorkers is the number of timer goroutines, each driving its own
-	// wheel (default 2).
+	// wheel (default 1; timers are light work).
 	TimerWorkers int
 	// NoTrying turns off the immediate 100 Trying to INVITEs.
 	NoTrying bool
@@ -41,7 +41,7 @@ func (o StatefulOptions) withDefaults() StatefulOptions {
 		o.Buckets = 1 << 16
 	}
 	if o.TimerWorkers <= 0 {
-		o.TimerWorkers = 2
+		o.TimerWorkers = 1
 	}
 	if o.FinalTimeout <= 0 {
 		o.FinalTimeout = 30 * time.Second
