@@ -320,3 +320,8 @@ type TxStats struct {
 func (s *Server) TxStats() TxStats {
 	return TxStats{Live: s.tm.live.Load(), Created: s.tm.created.Load()}
 }
+
+// AdvanceTimers fires the due transaction timers from the calling
+// goroutine. Tests with a manual clock (StatefulOptions.Clock) call it
+// instead of Start.
+func (s *Server) AdvanceTimers() { s.tm.advance() }
