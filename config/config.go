@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -26,7 +27,21 @@ type Config struct {
 	Log       LogConfig
 	Listeners []Listener
 	Request   []Step // the request pipeline, in order
-	File      string // where it was loaded from
+	// Failure is the pipeline run when a stateful relay ends without a
+	// 2xx and without a destination left (Kamailio's failure_route).
+	Failure      []Step
+	Transactions Transactions
+	File         string // where it was loaded from
+}
+
+// Transactions configures the transaction layer (the relay module).
+type Transactions struct {
+	T1, T2, T4    time.Duration // RFC 3261 timer bases; 0: 500ms, 4s, 5s
+	NoTrying      bool          // trying: false turns off the automatic 100 Trying
+	Timeout       time.Duration // fr_timer default
+	InviteTimeout time.Duration // fr_inv_timer default
+	Buckets       int           // transaction table size
+	TimerWorkers  int
 }
 
 // LogConfig configures logging.
@@ -147,8 +162,12 @@ func Parse(name string, data []byte) (*Config, error) {
 			p.parseListeners(v, cfg)
 		case "request":
 			cfg.Request = p.parseSteps(v, "request")
+		case "failure":
+			cfg.Failure = p.parseSteps(v, "failure")
+		case "transactions":
+			p.parseTransactions(v, &cfg.Transactions)
 		default:
-			p.errorf(k, "unknown key %q (known: log, listeners, request)", k.Value)
+			p.errorf(k, "unknown key %q (known: log, listeners, transactions, request, failure)", k.Value)
 		}
 	}
 	if !seen["listeners"] {
@@ -196,6 +215,59 @@ func (p *parser) parseLog(n *yaml.Node, lc *LogConfig) {
 			}
 		default:
 			p.errorf(k, "unknown log key %q (known: level)", k.Value)
+		}
+	}
+}
+
+func (p *parser) parseTransactions(n *yaml.Node, tc *Transactions) {
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "transactions must be a mapping")
+		return
+	}
+	dur := func(v *yaml.Node, d *time.Duration) {
+		x, err := time.ParseDuration(v.Value)
+		if err != nil || x <= 0 {
+			p.errorf(v, "%q is not a positive duration (e.g. 500ms, 30s)", v.Value)
+			return
+		}
+		*d = x
+	}
+	num := func(v *yaml.Node, d *int) {
+		x, err := strconv.Atoi(v.Value)
+		if err != nil || x <= 0 {
+			p.errorf(v, "%q is not a positive number", v.Value)
+			return
+		}
+		*d = x
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "t1":
+			dur(v, &tc.T1)
+		case "t2":
+			dur(v, &tc.T2)
+		case "t4":
+			dur(v, &tc.T4)
+		case "timeout":
+			dur(v, &tc.Timeout)
+		case "invite_timeout":
+			dur(v, &tc.InviteTimeout)
+		case "buckets":
+			num(v, &tc.Buckets)
+		case "timer_workers":
+			num(v, &tc.TimerWorkers)
+		case "trying":
+			switch v.Value {
+			case "true":
+				tc.NoTrying = false
+			case "false":
+				tc.NoTrying = true
+			default:
+				p.errorf(v, "trying: want true or false")
+			}
+		default:
+			p.errorf(k, "unknown transactions key %q (known: t1, t2, t4, trying, timeout, invite_timeout, buckets, timer_workers)", k.Value)
 		}
 	}
 }

@@ -63,7 +63,7 @@ func TestErrors(t *testing.T) {
 		{"tcp not yet", "listeners: [\"tcp:1.2.3.4:5060\"]\nrequest: [{module: forward}]\n",
 			`v.yaml:1:13: listener address "tcp:1.2.3.4:5060": transport tcp is not available yet (only udp)`},
 		{"unknown top key", "listeners: [\"udp:1.2.3.4:5060\"]\nrequest: [{module: forward}]\nroutes: 1\n",
-			`v.yaml:3:1: unknown key "routes" (known: log, listeners, request)`},
+			`v.yaml:3:1: unknown key "routes" (known: log, listeners, transactions, request, failure)`},
 		{"no module", "listeners: [\"udp:1.2.3.4:5060\"]\nrequest:\n  - if: method == \"X\"\n",
 			`v.yaml:3:5: step without module`},
 		{"duplicate listener", "listeners: [\"udp:1.2.3.4:5060\", \"udp:1.2.3.4:5060\"]\nrequest: [{module: forward}]\n",
@@ -109,5 +109,39 @@ func TestDecodeUnknownOption(t *testing.T) {
 	c, _ = Parse("v.yaml", []byte("listeners: [\"udp:1.2.3.4:5060\"]\nrequest:\n  - module: reply\n    code: many\n"))
 	if err := c.Request[0].Decode(&o); err == nil || !strings.Contains(err.Error(), "v.yaml:3:5: reply: line 4: cannot unmarshal") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestTransactionsAndFailure(t *testing.T) {
+	c, err := Parse("v.yaml", []byte(`listeners: [udp:127.0.0.1:5060]
+transactions:
+  t1: 250ms
+  trying: false
+  invite_timeout: 60s
+request:
+  - module: relay
+    to: [10.0.0.1, 10.0.0.2]
+failure:
+  - module: reply
+    code: 503
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := c.Transactions
+	if tc.T1.String() != "250ms" || !tc.NoTrying || tc.InviteTimeout.String() != "1m0s" || tc.T2 != 0 {
+		t.Fatalf("transactions %+v", tc)
+	}
+	if len(c.Failure) != 1 || c.Failure[0].Module != "reply" {
+		t.Fatalf("failure %+v", c.Failure)
+	}
+	_, err = Parse("v.yaml", []byte(`listeners: [udp:127.0.0.1:5060]
+transactions:
+  t1: soon
+request:
+  - module: relay
+`))
+	if err == nil || !strings.Contains(err.Error(), `v.yaml:3:7: "soon" is not a positive duration`) {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -85,6 +85,8 @@ func (c *Context) Int(v cond.IntVar) int {
 		return -1
 	case cond.IntBodyLength:
 		return len(m.Body())
+	case cond.IntFailureCode:
+		return c.FailureCode
 	}
 	return 0
 }

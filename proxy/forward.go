@@ -26,6 +26,10 @@ func (c *Context) ReplyWith(code int, reason string, extra []byte) {
 	if m.Method() == sip.ACK {
 		return
 	}
+	if c.cell != nil { // failure pipeline: the transaction's final response
+		c.srv.tm.replyCell(c, code, reason, extra)
+		return
+	}
 	dst, ok := c.srv.responseDest(c, m)
 	if !ok {
 		c.st.Dropped.Add(1)

@@ -863,3 +863,18 @@ func (c *Context) txKey() ([]byte, uint64) {
 	}
 	return c.keyBuf[:c.keyLen], c.keyHash
 }
+
+// replyCell sends a response built by the failure pipeline as the final
+// response of its transaction.
+func (t *txTable) replyCell(c *Context, code int, reason string, extra []byte) {
+	cl, sc := c.cell, c.scratch()
+	if cl.finalSent {
+		return
+	}
+	var tag [16]byte
+	setBuf(&cl.rsp, sip.AppendResponse(sc.buf[:0], c.Msg, code, reason, t.srv.toTag(tag[:0], c.Msg), extra))
+	cl.code = code
+	t.srv.sendFrom(c.out, cl.local, cl.rsp.b, cl.rspDst)
+	c.st.Replied.Add(1)
+	t.finishServer(cl)
+}

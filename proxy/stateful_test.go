@@ -372,3 +372,31 @@ func TestStatefulMemoryPerTransaction(t *testing.T) {
 		t.Fatalf("%.0f bytes per transaction", per)
 	}
 }
+
+func TestStatefulFailurePipeline(t *testing.T) {
+	f := newStateful(t, relay.Options{To: []string{uasAddr.String()}})
+	second, err := relay.New(relay.Options{To: []string{uas2Addr.String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// First failure: relay to the second destination. Second failure: 503.
+	f.srv.SetFailurePipeline(proxy.Pipeline{
+		{Name: "second", If: condFunc(func(c *proxy.Context) bool { return c.FailureCode == 486 }), Handler: second},
+		{Name: "reply", Handler: proxy.HandlerFunc(func(c *proxy.Context) proxy.Action {
+			c.Reply(503, "All Busy")
+			return proxy.Stop
+		})},
+	})
+	fwd := f.one(f.in(string(crlf(invite)), uacAddr), uasAddr, "INVITE ")
+	out := f.in(reply(t, fwd, 486, "Busy Here", "b1"), uasAddr)
+	fwd2 := f.one(out, uas2Addr, "INVITE ")
+	none(t, out, "SIP/2.0 486")
+	out = f.in(reply(t, fwd2, 480, "Unavailable", "c1"), uas2Addr)
+	f.one(out, uacAddr, "SIP/2.0 503 All Busy")
+	none(t, out, "SIP/2.0 480")
+	f.one(f.wait(600*time.Millisecond), uacAddr, "SIP/2.0 503 ") // timer G: it is the transaction's final
+}
+
+type condFunc func(*proxy.Context) bool
+
+func (f condFunc) Eval(c *proxy.Context) bool { return f(c) }

@@ -16,6 +16,7 @@ import (
 	"github.com/veloxsip/velox/pipeline"
 	"github.com/veloxsip/velox/proxy"
 	"github.com/veloxsip/velox/transport"
+	"github.com/veloxsip/velox/txn"
 )
 
 func cmdRun(args []string) error {
@@ -29,28 +30,51 @@ func cmdRun(args []string) error {
 		return err
 	}
 	log := newLogger(cfg.Log.Level)
-	srv := proxy.NewServer(nil, proxy.Options{Logger: log})
-	p, err := pipeline.Build(cfg.Request, srv)
-	if err != nil {
+	srv := proxy.NewServer(nil, proxy.Options{Logger: log, Stateful: statefulOptions(cfg.Transactions)})
+	if err := buildPipelines(cfg, srv); err != nil {
 		return err
 	}
-	srv.SetPipeline(p)
 	reload := func() {
 		if *file == "" {
 			return
 		}
 		ncfg, err := config.Load(*file)
 		if err == nil {
-			var np proxy.Pipeline
-			if np, err = pipeline.Build(ncfg.Request, srv); err == nil {
-				srv.SetPipeline(np)
-				log.Info("velox: pipeline reloaded", "file", *file, "steps", len(np))
+			if err = buildPipelines(ncfg, srv); err == nil {
+				log.Info("velox: pipelines reloaded", "file", *file, "request steps", len(ncfg.Request), "failure steps", len(ncfg.Failure))
 				return
 			}
 		}
 		log.Error("velox: reload failed; keeping the running pipeline", "err", err)
 	}
 	return serve(srv, cfg.Listeners, log, reload)
+}
+
+// buildPipelines builds the request and failure pipelines of cfg and
+// installs them only when both are valid.
+func buildPipelines(cfg *config.Config, srv *proxy.Server) error {
+	req, err := pipeline.Build(cfg.Request, srv)
+	if err != nil {
+		return err
+	}
+	fail, err := pipeline.Build(cfg.Failure, srv)
+	if err != nil {
+		return err
+	}
+	srv.SetPipeline(req)
+	srv.SetFailurePipeline(fail)
+	return nil
+}
+
+func statefulOptions(t config.Transactions) proxy.StatefulOptions {
+	return proxy.StatefulOptions{
+		Timing:        txn.Timing{T1: t.T1, T2: t.T2, T4: t.T4},
+		NoTrying:      t.NoTrying,
+		FinalTimeout:  t.Timeout,
+		InviteTimeout: t.InviteTimeout,
+		Buckets:       t.Buckets,
+		TimerWorkers:  t.TimerWorkers,
+	}
 }
 
 func loadConfig(file string) (*config.Config, error) {
@@ -139,7 +163,7 @@ func cmdCheck(args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := pipeline.Build(cfg.Request, proxy.NewServer(nil, proxy.Options{})); err != nil {
+	if err := buildPipelines(cfg, proxy.NewServer(nil, proxy.Options{})); err != nil {
 		return err
 	}
 	fmt.Printf("%s: OK (%d listeners, %d request steps)\n", *file, len(cfg.Listeners), len(cfg.Request))

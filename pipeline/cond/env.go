@@ -36,6 +36,7 @@ const (
 	IntSrcPort
 	IntMaxForwards // -1 when absent
 	IntBodyLength
+	IntFailureCode // in the failure pipeline: the best final status; else 0
 )
 
 // BoolVar names a boolean property of the request.
@@ -74,6 +75,7 @@ var memberStrVars = map[string]map[string]Var{
 var intVars = map[string]IntVar{
 	"max_forwards": IntMaxForwards,
 	"body_length":  IntBodyLength,
+	"failure_code": IntFailureCode,
 }
 
 var memberIntVars = map[string]map[string]IntVar{
