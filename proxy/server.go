@@ -150,7 +150,7 @@ func (w *Worker) Handle(data []byte, src netip.AddrPort, out Sender) {
 // for (transport.UnreachableHandler).
 func (w *Worker) HandleUnreachable(payload []byte, dst netip.AddrPort, err error) {
 	defer w.recover(dst)
-	if isUnreachable(err) && w.srv.unreachable(payload, dst, nil, &w.sc) {
+	if isUnreachable(err) && w.srv.unreachable(payload, dst, nil, &w.sc, w.st) {
 		w.st.Unreachable.Add(1)
 	}
 }
@@ -218,6 +218,7 @@ type WorkerStats struct {
 	SendErrors          atomic.Uint64
 	Panics              atomic.Uint64
 	Transactions        atomic.Uint64 // stateful transactions created
+	Released            atomic.Uint64 // stateful transactions ended
 	Retransmissions     atomic.Uint64 // request retransmissions absorbed
 	Retransmitted       atomic.Uint64 // requests we retransmitted (timers A, E)
 	Timeouts            atomic.Uint64 // branches that timed out
@@ -228,7 +229,7 @@ type WorkerStats struct {
 // Stats are counters summed over all workers.
 type Stats struct {
 	Requests, Responses, Forwarded, ResponsesForwarded, Replied, Malformed, Dropped, Unrouted, SendErrors, Panics uint64
-	Transactions, Retransmissions, Retransmitted, Timeouts, Unreachable                                           uint64
+	Transactions, Released, Retransmissions, Retransmitted, Timeouts, Unreachable                                 uint64
 }
 
 func (t *Stats) add(w *WorkerStats) {
@@ -243,6 +244,7 @@ func (t *Stats) add(w *WorkerStats) {
 	t.SendErrors += w.SendErrors.Load()
 	t.Panics += w.Panics.Load()
 	t.Transactions += w.Transactions.Load()
+	t.Released += w.Released.Load()
 	t.Retransmissions += w.Retransmissions.Load()
 	t.Retransmitted += w.Retransmitted.Load()
 	t.Timeouts += w.Timeouts.Load()

@@ -139,7 +139,7 @@ func (c *Context) Relay(dsts []netip.AddrPort, opt RelayOptions) {
 	cl.recordRoute, cl.mfLimit = c.RecordRoute, c.MaxForwardsLimit
 	cl.opt = opt
 	cl.setDests(dsts)
-	t.st(c).Transactions.Add(1)
+	c.st.Transactions.Add(1)
 	if invite && !t.opt.NoTrying {
 		sc := &c.w.sc
 		setBuf(&cl.rsp, sip.AppendResponse(sc.buf[:0], m, 100, "Trying", nil, nil))
@@ -151,11 +151,9 @@ func (c *Context) Relay(dsts []netip.AddrPort, opt RelayOptions) {
 		t.checkFinal(cl, c.out, &c.w.sc)
 	}
 	if cl.done() {
-		t.release(b, cl)
+		t.release(b, cl, c.st)
 	}
 }
-
-func (t *txTable) st(c *Context) *WorkerStats { return c.st }
 
 // startDests starts branches for the cell's remaining destinations: all of
 // them for a parallel relay, the next one that can be reached for a serial
@@ -275,7 +273,7 @@ func (w *Worker) response(c *Context, m *sip.Message, top *sip.Via, out Sender) 
 		t.nonInviteResponse(cl, i, m, code, out, &w.sc)
 	}
 	if cl.done() {
-		t.release(b, cl)
+		t.release(b, cl, w.st)
 	}
 	return true
 }
@@ -737,7 +735,7 @@ func (tw *timerWorker) fire(f txn.Fired) {
 		t.branchTimeout(cl, i, tw)
 	}
 	if cl.done() {
-		t.release(b, cl)
+		t.release(b, cl, &tw.st)
 	}
 }
 
@@ -772,7 +770,7 @@ func (t *txTable) branchTimeout(cl *cell, i int, tw *timerWorker) {
 
 // unreachable fails the branch a refused datagram belonged to (RFC 3261
 // §16.9: a transport error counts as a 503 from that branch).
-func (s *Server) unreachable(payload []byte, dst netip.AddrPort, out Sender, sc *scratch) bool {
+func (s *Server) unreachable(payload []byte, dst netip.AddrPort, out Sender, sc *scratch, st *WorkerStats) bool {
 	branch := firstViaBranch(payload)
 	bi, label, i, ok := parseBranchID(branch)
 	t := s.tm
@@ -795,7 +793,7 @@ func (s *Server) unreachable(payload []byte, dst netip.AddrPort, out Sender, sc 
 	br.state, br.code, br.local = bTerminated, 503, true
 	t.checkFinal(cl, out, sc)
 	if cl.done() {
-		t.release(b, cl)
+		t.release(b, cl, st)
 	}
 	return true
 }

@@ -4,7 +4,6 @@ import (
 	"hash/maphash"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/veloxsip/velox/sip"
@@ -82,10 +81,8 @@ type txTable struct {
 	wheels  []*txn.Wheel
 	seed    maphash.Seed
 
-	live    atomic.Int64 // cells in the table
-	created atomic.Uint64
-	stop    chan struct{}
-	once    sync.Once
+	stop chan struct{}
+	once sync.Once
 
 	timerWorkers []*timerWorker
 	failStats    WorkerStats // failure-pipeline contexts
@@ -205,13 +202,12 @@ func (t *txTable) alloc(b *txBucket, bi uint32) *cell {
 	c.next = b.head
 	b.head = c
 	c.wheel, c.tw = t.wheelFor(bi)
-	t.live.Add(1)
-	t.created.Add(1)
 	return c
 }
 
-// release unlinks c from its bucket, stops its timers and recycles it.
-func (t *txTable) release(b *txBucket, c *cell) {
+// release unlinks c from its bucket, stops its timers and recycles it;
+// st is the releasing goroutine's counters.
+func (t *txTable) release(b *txBucket, c *cell, st *WorkerStats) {
 	for p := &b.head; *p != nil; p = &(*p).next {
 		if *p == c {
 			*p = c.next
@@ -220,7 +216,7 @@ func (t *txTable) release(b *txBucket, c *cell) {
 	}
 	c.stopTimers()
 	c.clear()
-	t.live.Add(-1)
+	st.Released.Add(1)
 	if b.nfree < maxFreeCells {
 		c.next = b.free
 		b.free = c
@@ -318,7 +314,8 @@ type TxStats struct {
 
 // TxStats returns the transaction table counters.
 func (s *Server) TxStats() TxStats {
-	return TxStats{Live: s.tm.live.Load(), Created: s.tm.created.Load()}
+	st := s.Stats()
+	return TxStats{Live: int64(st.Transactions) - int64(st.Released), Created: st.Transactions}
 }
 
 // AdvanceTimers fires the due transaction timers from the calling

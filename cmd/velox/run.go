@@ -136,7 +136,9 @@ func serve(srv *proxy.Server, ls []config.Listener, log *slog.Logger, reload fun
 	}
 	st := srv.Stats()
 	log.Info("velox: stopped", "requests", st.Requests, "responses", st.Responses, "forwarded", st.Forwarded,
-		"replied", st.Replied, "malformed", st.Malformed, "dropped", st.Dropped)
+		"replied", st.Replied, "malformed", st.Malformed, "dropped", st.Dropped,
+		"transactions", st.Transactions, "retransmissions_absorbed", st.Retransmissions,
+		"retransmitted", st.Retransmitted, "timeouts", st.Timeouts, "unreachable", st.Unreachable)
 	return nil
 }
 
