@@ -22,8 +22,9 @@ var (
 
 // recorder is a proxy.Sender that keeps what was sent.
 type recorder struct {
-	buf  []byte
-	sent []sent
+	buf     []byte
+	sent    []sent
+	discard bool // benchmarks: count nothing, keep nothing
 }
 
 type sent struct {
@@ -31,9 +32,13 @@ type sent struct {
 	data string
 }
 
-func (r *recorder) Buffer() []byte                    { return r.buf[:0] }
-func (r *recorder) Local() netip.AddrPort             { return proxyAddr }
-func (r *recorder) Send(b []byte, dst netip.AddrPort) { r.sent = append(r.sent, sent{dst, string(b)}) }
+func (r *recorder) Buffer() []byte        { return r.buf[:0] }
+func (r *recorder) Local() netip.AddrPort { return proxyAddr }
+func (r *recorder) Send(b []byte, dst netip.AddrPort) {
+	if !r.discard {
+		r.sent = append(r.sent, sent{dst, string(b)})
+	}
+}
 
 func newProxy(t testing.TB) (*proxy.Worker, *recorder) {
 	t.Helper()

@@ -30,7 +30,7 @@ type sfx struct {
 }
 
 func (r *recorder) WriteTo(b []byte, dst netip.AddrPort) error {
-	r.sent = append(r.sent, sent{dst, string(b)})
+	r.Send(b, dst)
 	return nil
 }
 
@@ -400,3 +400,52 @@ func TestStatefulFailurePipeline(t *testing.T) {
 type condFunc func(*proxy.Context) bool
 
 func (f condFunc) Eval(c *proxy.Context) bool { return f(c) }
+
+// BenchmarkStatefulCall runs whole calls through the stateful relay (INVITE,
+// 100, 180, 200, ACK, BYE, 200: seven messages in, seven out) and ends
+// their transactions with the timers: the processing cost of a call with
+// no kernel in the way.
+func BenchmarkStatefulCall(b *testing.B) {
+	t := &testing.T{}
+	f := newStateful(t, relay.Options{To: []string{uasAddr.String()}})
+	f.r.buf = make([]byte, 0, 4096)
+	const calls = 512
+	type call struct{ invite, trying, ringing, ok, ack, bye, byeOK []byte }
+	cs := make([]call, calls)
+	for i := range cs {
+		inv := strings.ReplaceAll(string(crlf(invite)), "z9hG4bK-1", fmt.Sprintf("z9hG4bK-%d", i))
+		inv = strings.ReplaceAll(inv, "c1@a", fmt.Sprintf("c%d@a", i))
+		out := f.in(inv, uacAddr)
+		fwd := f.one(out, uasAddr, "INVITE ")
+		ack := strings.Replace(strings.Replace(inv, "INVITE sip:", "ACK sip:", 1), "CSeq: 1 INVITE", "CSeq: 1 ACK", 1)
+		ack = strings.Replace(ack, "z9hG4bK-", "z9hG4bKack-", 1)
+		bye := strings.Replace(strings.Replace(inv, "INVITE sip:", "BYE sip:", 1), "CSeq: 1 INVITE", "CSeq: 2 BYE", 1)
+		bye = strings.Replace(bye, "z9hG4bK-", "z9hG4bKbye-", 1)
+		fbye := f.one(f.in(bye, uacAddr), uasAddr, "BYE ")
+		cs[i] = call{[]byte(inv), []byte(reply(t, fwd, 100, "Trying", "")), []byte(reply(t, fwd, 180, "Ringing", "b")),
+			[]byte(reply(t, fwd, 200, "OK", "b")), []byte(ack), []byte(bye), []byte(reply(t, fbye, 200, "OK", "b"))}
+		f.wait(40 * time.Second) // end these transactions: the benchmark recreates them
+	}
+	h := func(msg []byte, src netip.AddrPort) {
+		f.r.sent = f.r.sent[:0]
+		f.w.Handle(msg, src, f.r)
+	}
+	f.r.discard = true
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		c := &cs[n%calls]
+		h(c.invite, uacAddr)
+		h(c.trying, uasAddr)
+		h(c.ringing, uasAddr)
+		h(c.ok, uasAddr)
+		h(c.ack, uacAddr)
+		h(c.bye, uacAddr)
+		h(c.byeOK, uasAddr)
+		if n%calls == calls-1 {
+			b.StopTimer()
+			f.wait(40 * time.Second)
+			b.StartTimer()
+		}
+	}
+}
