@@ -449,3 +449,22 @@ func BenchmarkStatefulCall(b *testing.B) {
 		}
 	}
 }
+
+func TestStatefulRFC2543Matching(t *testing.T) {
+	f := newStateful(t, relay.Options{To: []string{uasAddr.String()}, Timeout: 2 * time.Second})
+	old := strings.Replace(string(crlf(invite)), ";branch=z9hG4bK-1;rport", ";rport", 1) // an RFC 2543 client: no branch
+	fwd := f.one(f.in(old, uacAddr), uasAddr, "INVITE ")
+	out := f.in(old, uacAddr)
+	f.one(out, uacAddr, "SIP/2.0 100 ")
+	none(t, out, "INVITE ") // matched without a branch
+	other := strings.Replace(old, "CSeq: 1 INVITE", "CSeq: 2 INVITE", 1)
+	f.one(f.in(other, uacAddr), uasAddr, "INVITE ") // another CSeq: another transaction
+	out = f.in(reply(t, fwd, 486, "Busy Here", "b1"), uasAddr)
+	final := f.one(out, uacAddr, "SIP/2.0 486 ")
+	tag := final[strings.Index(final, ";tag="):]
+	tag = tag[:strings.Index(tag, "\r\n")]
+	ack := strings.Replace(strings.Replace(old, "INVITE sip:", "ACK sip:", 1), "CSeq: 1 INVITE", "CSeq: 1 ACK", 1)
+	ack = strings.Replace(ack, "To: <sip:bob@b.example>", "To: <sip:bob@b.example>"+tag, 1)
+	none(t, f.in(ack, uacAddr), "ACK ") // the ACK of the 486 is ours to absorb
+	none(t, f.wait(2*time.Second), "SIP/2.0 486") // Confirmed: no more retransmissions
+}
