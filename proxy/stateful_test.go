@@ -465,6 +465,6 @@ func TestStatefulRFC2543Matching(t *testing.T) {
 	tag = tag[:strings.Index(tag, "\r\n")]
 	ack := strings.Replace(strings.Replace(old, "INVITE sip:", "ACK sip:", 1), "CSeq: 1 INVITE", "CSeq: 1 ACK", 1)
 	ack = strings.Replace(ack, "To: <sip:bob@b.example>", "To: <sip:bob@b.example>"+tag, 1)
-	none(t, f.in(ack, uacAddr), "ACK ") // the ACK of the 486 is ours to absorb
+	none(t, f.in(ack, uacAddr), "ACK ")           // the ACK of the 486 is ours to absorb
 	none(t, f.wait(2*time.Second), "SIP/2.0 486") // Confirmed: no more retransmissions
 }
