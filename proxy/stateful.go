@@ -682,6 +682,7 @@ func (tw *timerWorker) fire(f txn.Fired) {
 	b := &t.buckets[cl.bucket]
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer tw.recover()
 	kind, i := f.Kind&0xf0, int(f.Kind&0x0f)
 	switch kind {
 	case kSrvRetr:
@@ -736,6 +737,14 @@ func (tw *timerWorker) fire(f txn.Fired) {
 	}
 	if cl.done() {
 		t.release(b, cl, &tw.st)
+	}
+}
+
+// recover keeps a bug in a timer action from taking the server down.
+func (tw *timerWorker) recover() {
+	if r := recover(); r != nil {
+		tw.st.Panics.Add(1)
+		tw.tt.srv.log.Error("proxy: panic in a transaction timer", "panic", r)
 	}
 }
 

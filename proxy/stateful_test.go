@@ -468,3 +468,28 @@ func TestStatefulRFC2543Matching(t *testing.T) {
 	none(t, f.in(ack, uacAddr), "ACK ")           // the ACK of the 486 is ours to absorb
 	none(t, f.wait(2*time.Second), "SIP/2.0 486") // Confirmed: no more retransmissions
 }
+
+// FuzzStateful feeds arbitrary datagrams to a stateful proxy that has a
+// transaction open: as requests, as responses from the callee, and as ICMP
+// payloads. Nothing may panic (the worker would count it).
+func FuzzStateful(f *testing.F) {
+	t := &testing.T{}
+	inv := string(crlf(invite))
+	f.Add(inv)
+	f.Add(strings.Replace(inv, "INVITE sip:", "CANCEL sip:", 1))
+	f.Add(strings.Replace(inv, "z9hG4bK-1", "z9hG4bKVx0123456789abcdef.s0000000100000001", 1))
+	sx := newStateful(t, relay.Options{To: []string{uasAddr.String(), uas2Addr.String()}, Fork: "parallel"})
+	fwd := sx.one(sx.in(inv, uacAddr), uasAddr, "INVITE ")
+	f.Add(reply(t, fwd, 180, "Ringing", "b"))
+	f.Add(reply(t, fwd, 200, "OK", "b"))
+	f.Add(reply(t, fwd, 486, "Busy", "b"))
+	f.Fuzz(func(t *testing.T, data string) {
+		sx.in(data, uacAddr)
+		sx.in(data, uasAddr)
+		sx.w.HandleUnreachable([]byte(data), uasAddr, syscall.ECONNREFUSED)
+		sx.wait(100 * time.Millisecond)
+		if p := sx.srv.Stats().Panics; p != 0 {
+			t.Fatalf("%d panics", p)
+		}
+	})
+}
