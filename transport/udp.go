@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -24,6 +25,9 @@ const MaxDatagram = 65535
 
 // Handler processes received datagrams. Each worker has its own Handler, so
 // a Handler may keep per-worker scratch state without locks.
+//
+// A Handler that also implements UnreachableHandler hears about datagrams
+// the network refused (unreachable.go).
 type Handler interface {
 	// HandlePacket handles one datagram. data aliases the worker's receive
 	// buffer and is valid only during the call (the handler may modify it).
@@ -74,23 +78,35 @@ const (
 // UDPStats are a listener's counters summed over its workers.
 type UDPStats struct {
 	Received, Sent, SendErrors, RecvErrors, Batches uint64
+	// Unreachable counts ICMP unreachable errors drained from the socket's
+	// error queue (each reported to an UnreachableHandler).
+	Unreachable uint64
 	// PerWorker is the number of datagrams each worker received.
 	PerWorker []uint64
 }
 
 // UDPListener is a bound UDP socket and its workers.
 type UDPListener struct {
-	fd       int
-	local    netip.AddrPort
-	cfg      UDPConfig
-	workers  []*udpWorker
-	closed   atomic.Bool
-	wg       sync.WaitGroup
-	sendMu   sync.Mutex    // serialises WriteTo's scratch address
-	turn     chan struct{} // the token of the worker reading, handling and sending
-	nextRead int64         // coalescing deadline shared by ordered workers (under turn)
-	sendSA   unix.RawSockaddrInet6
-	plain    *net.UDPConn // Mode "plain" only
+	fd      int
+	local   netip.AddrPort
+	cfg     UDPConfig
+	workers []*udpWorker
+	closed  atomic.Bool
+	// errPending: a send may have consumed the socket's pending ICMP error;
+	// a worker must drain the error queue (unreachable.go).
+	errPending atomic.Bool
+	wg         sync.WaitGroup
+	sendMu     sync.Mutex    // serialises WriteTo's scratch address
+	turn       chan struct{} // the token of the worker reading, handling and sending
+	nextRead   int64         // coalescing deadline shared by ordered workers (under turn)
+	sendSA     unix.RawSockaddrInet6
+	plain      *net.UDPConn // Mode "plain" only
+	// wakeAddr is where WriteTo sends the empty datagram that wakes a
+	// worker to drain the error queue: the bound address, or loopback
+	// for a wildcard bind. The datagram arrives from wakeAddr.
+	wakeAddr  netip.AddrPort
+	wakeSA    unix.RawSockaddrInet6
+	wakeSALen uint32
 }
 
 // ListenUDP binds the socket and prepares the workers; Start runs them.
@@ -140,6 +156,7 @@ func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener
 		}
 	}
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	enableRecvErr(fd, fam)
 	if cfg.RecvBuffer > 0 {
 		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, cfg.RecvBuffer) != nil {
 			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, cfg.RecvBuffer); err != nil {
@@ -162,6 +179,15 @@ func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener
 		return fail("getsockname", err)
 	}
 	l.local = fromSockaddr(sa)
+	wa := l.local.Addr()
+	if wa.IsUnspecified() {
+		wa = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		if fam == unix.AF_INET6 {
+			wa = netip.IPv6Loopback()
+		}
+	}
+	l.wakeAddr = netip.AddrPortFrom(wa, l.local.Port())
+	l.wakeSALen = putSockaddr(&l.wakeSA, l.wakeAddr)
 	for i := 0; i < cfg.Workers; i++ {
 		l.workers = append(l.workers, newUDPWorker(l, newHandler(i)))
 	}
@@ -209,8 +235,24 @@ func (l *UDPListener) WriteTo(b []byte, dst netip.AddrPort) error {
 	if len(b) > 0 {
 		p = unsafe.Pointer(&b[0])
 	}
-	_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(l.fd), uintptr(p), uintptr(len(b)), 0,
-		uintptr(unsafe.Pointer(&l.sendSA)), uintptr(n))
+	var e syscall.Errno
+	pending := false
+	for tries := 1; ; tries++ {
+		_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(l.fd), uintptr(p), uintptr(len(b)), 0,
+			uintptr(unsafe.Pointer(&l.sendSA)), uintptr(n))
+		if e == 0 {
+			break
+		}
+		pending = pending || maybePending(e)
+		if !l.sendFailed(e, tries) {
+			break
+		}
+	}
+	if pending {
+		// This send may have taken the pending error the workers were
+		// woken for: wake one to drain the error queue.
+		l.wake()
+	}
 	if e != 0 {
 		return e
 	}
@@ -227,14 +269,15 @@ func (l *UDPListener) Stats() UDPStats {
 		s.SendErrors += w.stats.sendErrors.Load()
 		s.RecvErrors += w.stats.recvErrors.Load()
 		s.Batches += w.stats.batches.Load()
+		s.Unreachable += w.stats.unreachable.Load()
 		s.PerWorker = append(s.PerWorker, r)
 	}
 	return s
 }
 
 type workerStats struct {
-	received, sent, sendErrors, recvErrors, batches atomic.Uint64
-	_                                               [64]byte // no false sharing between workers
+	received, sent, sendErrors, recvErrors, batches, unreachable atomic.Uint64
+	_                                                            [64]byte // no false sharing between workers
 }
 
 // mmsghdr is struct mmsghdr of recvmmsg(2)/sendmmsg(2).
@@ -247,12 +290,14 @@ type mmsghdr struct {
 type udpWorker struct {
 	l      *UDPListener
 	h      Handler
+	uh     UnreachableHandler // h, if it implements it
 	stats  workerStats
 	in     []mmsghdr
 	inIov  []unix.Iovec
 	inAddr []unix.RawSockaddrInet6
 	inBufs [][]byte
 	out    Out
+	errq   errQueue
 	// nextRead is the coalescing deadline of an unordered worker.
 	nextRead int64
 }
@@ -273,6 +318,8 @@ func newUDPWorker(l *UDPListener, h Handler) *udpWorker {
 		w.in[i].hdr.SetIovlen(1)
 		w.in[i].hdr.Name = (*byte)(unsafe.Pointer(&w.inAddr[i]))
 	}
+	w.uh, _ = h.(UnreachableHandler)
+	w.errq.init()
 	w.out.init(w, n)
 	return w
 }
@@ -305,9 +352,14 @@ func (w *udpWorker) run() {
 		if n > 0 {
 			for i := 0; i < n; i++ {
 				src := rawToAddrPort(&w.inAddr[i])
+				if l.isWake(int(w.in[i].n), src) {
+					w.stats.received.Add(^uint64(0)) // not traffic
+					continue
+				}
 				w.h.HandlePacket(w.inBufs[i][:w.in[i].n], src, &w.out)
 			}
 			w.out.flush()
+			w.checkErrors()
 			*nextRead = 0
 			if l.cfg.Linger > 0 && n < len(w.in)/2 {
 				*nextRead = nanotime() + int64(l.cfg.Linger)
@@ -338,7 +390,9 @@ func (w *udpWorker) readBatch(nextRead *int64) int {
 		uintptr(len(w.in)), unix.MSG_WAITFORONE, 0, 0)
 	if e != 0 {
 		if e != unix.EINTR && e != unix.EAGAIN && !w.l.closed.Load() {
-			w.stats.recvErrors.Add(1)
+			// Usually the socket's pending ICMP error: drain the error
+			// queue, then go on receiving.
+			w.recvFailed(e)
 		}
 		return 0
 	}
@@ -418,19 +472,36 @@ func (o *Out) flush() {
 		o.flushPlain()
 		return
 	}
-	sent := 0
+	l := o.w.l
+	sent, tries := 0, 1
 	for sent < o.n {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(o.w.l.fd), uintptr(unsafe.Pointer(&o.msgs[sent])),
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(l.fd), uintptr(unsafe.Pointer(&o.msgs[sent])),
 			uintptr(o.n-sent), 0, 0, 0)
 		if e != 0 {
 			if e == unix.EINTR || e == unix.EAGAIN {
 				continue
 			}
-			// The datagram at the head failed (e.g. no route): count it
-			// and go on with the rest.
+			// The datagram at the head failed. With an ICMP errno the
+			// error was usually an earlier datagram's, pending on the
+			// socket and now consumed, and this one was not sent: send
+			// it again. Otherwise (e.g. no route), or if it keeps
+			// failing, count it and go on with the rest.
+			if l.sendFailed(e, tries) {
+				tries++
+				continue
+			}
 			o.w.stats.sendErrors.Add(1)
-			sent++
+			sent, tries = sent+1, 1
 			continue
+		}
+		if int(r) < o.n-sent {
+			// sendmmsg stopped at a failing datagram and dropped its
+			// errno, which may have been the socket's pending ICMP
+			// error: the worker drains the error queue after the batch.
+			l.errPending.Store(true)
+		}
+		if r > 0 {
+			tries = 1
 		}
 		sent += int(r)
 		o.w.stats.sent.Add(uint64(r))
