@@ -411,3 +411,28 @@ func statefulNoAnswerTimeout(t *testing.T, srv statefulServer) {
 	wantReceived(t, "callee", got, "ACK", 1)
 	wantSameBranch(t, "callee", got, "CANCEL")
 }
+
+// TestStatefulFailoverUnreachable: the first destination has no socket, so
+// the kernel answers the INVITE with ICMP port unreachable; the branch must
+// fail at once (RFC 3261 §16.9) and the second destination answer, long
+// before the 10 s final-response timer.
+func TestStatefulFailoverUnreachable(t *testing.T) { forEachStateful(t, statefulFailoverUnreachable) }
+
+func statefulFailoverUnreachable(t *testing.T, srv statefulServer) {
+	if srv.name == "kamailio" {
+		t.Skip("Kamailio does not act on ICMP errors for UDP: it waits for fr_timer")
+	}
+	const fr = 10 * time.Second
+	dead := sipptest.UDPPort(t) // free, and nothing binds it
+	ok := callee(t, "uas.xml")
+	proxy := startStatefulProxy(t, srv, statefulSetup{dests: []int{dead, ok.Opts.Port}, fr: fr})
+
+	res, msgs := caller(t, "uac.xml", proxy, 1, true)
+	wantCallsOK(t, res, msgs, 1)
+	wantReceived(t, "caller", msgs, "200 INVITE", 1)
+	if l, found := res.RTT[1]; !found || l.Count != 1 {
+		t.Errorf("no INVITE->200 response time measured: %+v", res.RTT)
+	} else if t.Logf("INVITE->200 took %.0f ms", l.Max); l.Max > 1000 {
+		t.Errorf("INVITE->200 took %.0f ms: the unreachable branch was not failed at once", l.Max)
+	}
+}
