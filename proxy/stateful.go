@@ -33,6 +33,9 @@ func (s *Server) sendFrom(out Sender, local netip.AddrPort, b []byte, dst netip.
 // consumed; false sends it through the pipeline.
 func (w *Worker) absorb(c *Context) bool {
 	t := w.srv.tm
+	if !t.ready.Load() {
+		return false // no stateful relay yet: nothing to match
+	}
 	m := c.Msg
 	key, h := c.txKey()
 	bi := uint32(h) & t.mask
@@ -104,6 +107,7 @@ func (c *Context) Relay(dsts []netip.AddrPort, opt RelayOptions) {
 	}
 	c.Done = true
 	t := c.srv.tm
+	t.init()
 	key, h := c.txKey()
 	bi := uint32(h) & t.mask
 	b := &t.buckets[bi]
@@ -247,7 +251,7 @@ func (t *txTable) sendCancel(cl *cell, br *branch, out Sender, sc *scratch) {
 func (w *Worker) response(c *Context, m *sip.Message, top *sip.Via, out Sender) bool {
 	t := w.srv.tm
 	bi, label, i, ok := parseBranchID(top.Branch)
-	if !ok || bi > t.mask {
+	if !ok || bi > t.mask || !t.ready.Load() {
 		return false
 	}
 	b := &t.buckets[bi]
@@ -783,7 +787,7 @@ func (s *Server) unreachable(payload []byte, dst netip.AddrPort, out Sender, sc 
 	branch := firstViaBranch(payload)
 	bi, label, i, ok := parseBranchID(branch)
 	t := s.tm
-	if !ok || bi > t.mask {
+	if !ok || bi > t.mask || !t.ready.Load() {
 		return false
 	}
 	b := &t.buckets[bi]

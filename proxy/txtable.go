@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/veloxsip/velox/sip"
@@ -78,8 +79,10 @@ type txTable struct {
 	srv     *Server
 	opt     StatefulOptions
 	t       txn.Timing
-	buckets []txBucket
+	buckets []txBucket // allocated by the first relay (init)
 	mask    uint32
+	ready   atomic.Bool
+	initMu  sync.Once
 	wheels  []*txn.Wheel
 	seed    maphash.Seed
 
@@ -104,7 +107,7 @@ func newTxTable(s *Server, o StatefulOptions) *txTable {
 	for n < o.Buckets {
 		n <<= 1
 	}
-	t := &txTable{srv: s, opt: o, t: o.Timing, buckets: make([]txBucket, n), mask: uint32(n - 1),
+	t := &txTable{srv: s, opt: o, t: o.Timing, mask: uint32(n - 1),
 		seed: maphash.MakeSeed(), stop: make(chan struct{})}
 	for i := 0; i < o.TimerWorkers; i++ {
 		tw := &timerWorker{tt: t, wheel: txn.NewWheel(o.Clock), sc: newScratch()}
@@ -112,6 +115,18 @@ func newTxTable(s *Server, o StatefulOptions) *txTable {
 		t.timerWorkers = append(t.timerWorkers, tw)
 	}
 	return t
+}
+
+// init allocates the table on first use, so that a stateless server does
+// not carry it.
+func (t *txTable) init() {
+	if t.ready.Load() {
+		return
+	}
+	t.initMu.Do(func() {
+		t.buckets = make([]txBucket, t.mask+1)
+		t.ready.Store(true)
+	})
 }
 
 // start runs the timer workers.
