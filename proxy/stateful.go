@@ -250,17 +250,11 @@ func (t *txTable) sendCancel(cl *cell, br *branch, out Sender, sc *scratch) {
 // the transaction).
 func (w *Worker) response(c *Context, m *sip.Message, top *sip.Via, out Sender) bool {
 	t := w.srv.tm
-	bi, label, i, ok := parseBranchID(top.Branch)
-	if !ok || bi > t.mask || !t.ready.Load() {
+	b, cl, i := t.lockBranch(top.Branch)
+	if cl == nil {
 		return false
 	}
-	b := &t.buckets[bi]
-	b.mu.Lock()
 	defer b.mu.Unlock()
-	cl := b.findLabel(label)
-	if cl == nil || i >= cl.nbr {
-		return false
-	}
 	br := cl.br[i]
 	if _, meth, err := m.CSeq(); err != nil || string(meth) == "CANCEL" {
 		if err == nil && br.cancelSt == cSent {
@@ -280,6 +274,24 @@ func (w *Worker) response(c *Context, m *sip.Message, top *sip.Via, out Sender) 
 		t.release(b, cl, w.st)
 	}
 	return true
+}
+
+// lockBranch finds the cell and branch index a branch parameter of ours
+// names and returns them with the cell's bucket locked; cl is nil (and
+// nothing locked) when there is none.
+func (t *txTable) lockBranch(branch []byte) (b *txBucket, cl *cell, i int) {
+	bi, label, i, ok := parseBranchID(branch)
+	if !ok || bi > t.mask || !t.ready.Load() {
+		return nil, nil, 0
+	}
+	b = &t.buckets[bi]
+	b.mu.Lock()
+	cl = b.findLabel(label)
+	if cl == nil || i >= cl.nbr {
+		b.mu.Unlock()
+		return nil, nil, 0
+	}
+	return b, cl, i
 }
 
 // forwardUp sends response m (our Via removed) to the caller; keep stores
@@ -784,19 +796,12 @@ func (t *txTable) branchTimeout(cl *cell, i int, tw *timerWorker) {
 // unreachable fails the branch a refused datagram belonged to (RFC 3261
 // §16.9: a transport error counts as a 503 from that branch).
 func (s *Server) unreachable(payload []byte, dst netip.AddrPort, out Sender, sc *scratch, st *WorkerStats) bool {
-	branch := firstViaBranch(payload)
-	bi, label, i, ok := parseBranchID(branch)
 	t := s.tm
-	if !ok || bi > t.mask || !t.ready.Load() {
+	b, cl, i := t.lockBranch(firstViaBranch(payload))
+	if cl == nil {
 		return false
 	}
-	b := &t.buckets[bi]
-	b.mu.Lock()
 	defer b.mu.Unlock()
-	cl := b.findLabel(label)
-	if cl == nil || i >= cl.nbr {
-		return false
-	}
 	br := cl.br[i]
 	if br.dst != dst || br.state > bProceeding || bytes.HasPrefix(payload, []byte("CANCEL ")) || bytes.HasPrefix(payload, []byte("ACK ")) {
 		return false
