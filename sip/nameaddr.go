@@ -36,8 +36,10 @@ func ParseNameAddr(b []byte, na *NameAddr) (rest []byte, err error) {
 		return nil, ErrNameAddr
 	}
 	if b[i] == '*' {
-		if j := skipWS(b, i+1); j == len(b) || b[j] == ',' {
+		if j := skipWS(b, i+1); j == len(b) {
 			return nil, ErrStar
+		} else if b[j] == ',' {
+			return b[j+1:], ErrStar
 		}
 	}
 	lt := -1
