@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"hash/maphash"
 	"net/netip"
 	"strconv"
@@ -241,6 +242,18 @@ func (c *Context) txHash(top *sip.Via) uint64 {
 // as it is now: the request came back unchanged (§16.3 step 4). A Via of ours
 // with another hash is a spiral, which is fine.
 func (c *Context) looped(loop uint64) bool {
+	// Most requests carry no Via of ours at all: look for our branch
+	// prefix in the raw Via lines before parsing any.
+	m, ours := c.Msg, false
+	for i := m.Index(sip.HdrVia, -1); i >= 0; i = m.Index(sip.HdrVia, i) {
+		if _, _, v := m.HeaderAt(i); bytes.Contains(v, []byte(branchPrefix)) {
+			ours = true
+			break
+		}
+	}
+	if !ours {
+		return false
+	}
 	it := c.Msg.Vias()
 	var v sip.Via
 	var want [loopHashLen]byte
@@ -312,18 +325,13 @@ func (s *Server) forwardResponse(c *Context, m *sip.Message, out Sender) {
 		st.Dropped.Add(1)
 		return
 	}
-	it := m.Vias()
+	it := m.ViasAfterTop()
 	var v sip.Via
-	if ok, _ := it.Next(&v); !ok {
-		st.Dropped.Add(1)
-		return
-	}
-	line, rest := it.Line(), it.Rest()
 	if ok, err := it.Next(&v); !ok || err != nil {
 		st.Dropped.Add(1) // a response to a request we originated
 		return
 	}
-	m.RemoveFirstValue(line, rest)
+	m.RemoveTopVia()
 	var dst netip.AddrPort
 	host := v.Host
 	if len(v.Received) > 0 {

@@ -312,15 +312,7 @@ func (t *txTable) forwardUp(cl *cell, m *sip.Message, out Sender, sc *scratch, k
 }
 
 // removeOwnVia records the removal of the top Via value.
-func removeOwnVia(m *sip.Message) bool {
-	it := m.Vias()
-	var v sip.Via
-	if ok, _ := it.Next(&v); !ok {
-		return false
-	}
-	m.RemoveFirstValue(it.Line(), it.Rest())
-	return true
-}
+func removeOwnVia(m *sip.Message) bool { return m.RemoveTopVia() }
 
 func (t *txTable) inviteResponse(cl *cell, i int, m *sip.Message, code int, out Sender, sc *scratch) {
 	br := cl.br[i]

@@ -18,6 +18,8 @@ type cache struct {
 	done, failed uint32
 
 	via      Via
+	viaLine  int    // header index of the top Via
+	viaRest  []byte // what follows the top Via value on its line
 	from, to NameAddr
 	ruri     URI
 	cseqNum  uint32
@@ -59,8 +61,29 @@ func (m *Message) TopVia() (*Via, error) {
 		m.cache.failed |= cVia
 		return &m.cache.via, ErrNoVia
 	}
-	_, err := ParseVia(m.bytes(h.value), &m.cache.via)
+	rest, err := ParseVia(m.bytes(h.value), &m.cache.via)
+	m.cache.viaRest, m.cache.viaLine = rest, m.Index(HdrVia, -1)
 	return &m.cache.via, m.store(cVia, err)
+}
+
+// RemoveTopVia records the removal of the top Via value (its whole line
+// when it is alone on it), as a proxy does before forwarding a response.
+// It reports false when there is no well-formed top Via.
+func (m *Message) RemoveTopVia() bool {
+	if _, err := m.TopVia(); err != nil {
+		return false
+	}
+	m.RemoveFirstValue(m.cache.viaLine, m.cache.viaRest)
+	return true
+}
+
+// ViasAfterTop returns an iterator over the Via values below the top one
+// (whose parse is reused); Next fails like TopVia when the top is broken.
+func (m *Message) ViasAfterTop() ViaIter {
+	if _, err := m.TopVia(); err != nil {
+		return ViaIter{m: m, line: -1}
+	}
+	return ViaIter{m: m, line: m.cache.viaLine, rest: m.cache.viaRest}
 }
 
 // From returns the parsed From header.
