@@ -20,6 +20,17 @@ func ParamValue(params []byte, name string) (value []byte, found bool) {
 	}
 }
 
+// nameStop and valueStop end a parameter name and an unquoted value.
+var nameStop, valueStop = func() (n, v [256]bool) {
+	for _, c := range "=; \t\r\n" {
+		n[c] = true
+	}
+	for _, c := range "; \t" {
+		v[c] = true
+	}
+	return n, v
+}()
+
 // ParamIter walks a raw parameter list. Quoted strings may hold ';', ','
 // and escaped quotes; whitespace around names, '=' and ';' is skipped.
 type ParamIter struct{ rest []byte }
@@ -42,7 +53,7 @@ func (it *ParamIter) Next() (name, value []byte, ok bool) {
 		}
 		// name runs to '=', ';' or whitespace
 		j := i
-		for j < len(b) && b[j] != '=' && b[j] != ';' && b[j] != ' ' && b[j] != '\t' && b[j] != '\r' && b[j] != '\n' {
+		for j < len(b) && !nameStop[b[j]] {
 			j++
 		}
 		name = b[i:j]
@@ -64,7 +75,7 @@ func (it *ParamIter) Next() (name, value []byte, ok bool) {
 				k = e + 1
 			} else {
 				e := k
-				for e < len(b) && b[e] != ';' && b[e] != ' ' && b[e] != '\t' {
+				for e < len(b) && !valueStop[b[e]] {
 					e++
 				}
 				value = b[k:e]
@@ -74,8 +85,12 @@ func (it *ParamIter) Next() (name, value []byte, ok bool) {
 			value = b[j:j]
 		}
 		// skip to the next ';'
-		for k < len(b) && b[k] != ';' {
-			k++
+		if k < len(b) && b[k] != ';' {
+			if n := bytes.IndexByte(b[k:], ';'); n >= 0 {
+				k += n
+			} else {
+				k = len(b)
+			}
 		}
 		if k < len(b) {
 			it.rest = b[k+1:]
