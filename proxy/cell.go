@@ -55,6 +55,10 @@ type RelayOptions struct {
 	// Parallel rings every destination at once; otherwise they are tried
 	// one after the other while the previous ends in a failover code.
 	Parallel bool
+	// ByQ rings the targets of the highest q-value at once, then those of
+	// the next q-value when they all fail, and so on (RFC 3261 §16.6,
+	// Kamailio's t_load_contacts/t_next_contacts).
+	ByQ bool
 	// FinalTimeout and InviteTimeout override the server's defaults for
 	// this transaction when > 0.
 	FinalTimeout, InviteTimeout time.Duration
@@ -118,8 +122,9 @@ type cell struct {
 	mfLimit     int
 	loop        uint64
 	opt         RelayOptions
-	dests       []netip.AddrPort // capacity kept when the cell is recycled
+	dests       []target // capacity kept when the cell is recycled
 	nextDest    int
+	tbuf        *msgBuf // the targets' URIs and Route lines
 	failureRun  bool
 
 	// br holds the branches; they never move (their timers are linked
@@ -128,7 +133,7 @@ type cell struct {
 	br    [MaxBranches]*branch
 	nbr   int
 	first branch
-	dArr  [1]netip.AddrPort
+	dArr  [1]target
 
 	wheel *txn.Wheel
 	tw    *timerWorker
@@ -150,6 +155,7 @@ func (c *cell) clear() {
 	c.methodName = nil
 	c.nbr, c.nextDest = 0, 0
 	c.dests = c.dests[:0]
+	dropBuf(&c.tbuf)
 	c.state, c.canceled, c.finalSent, c.code, c.failureRun = 0, false, false, 0, false
 	c.opt = RelayOptions{}
 }
@@ -165,16 +171,82 @@ func (c *cell) stopTimers() {
 	}
 }
 
-// setDests stores the destination list (at most maxDests).
-func (c *cell) setDests(d []netip.AddrPort) {
-	if len(d) > maxDests {
-		d = d[:maxDests]
+// Target is one destination of a stateful relay.
+type Target struct {
+	Addr netip.AddrPort // where the branch is sent
+	URI  []byte         // its Request-URI; nil keeps the request's
+	// Route holds complete header lines (each ending in CRLF) put at the
+	// top of this branch's request, e.g. the Route set from a Path.
+	Route []byte
+	Q     int // q-value in thousandths, for RelayOptions.ByQ
+}
+
+// target is a Target stored in a cell; uri and route point into the
+// cell's tbuf.
+type target struct {
+	addr       netip.AddrPort
+	uri, route []byte
+	q, group   int
+}
+
+// setDests stores the targets (at most maxDests) and numbers the groups
+// that are started together: one per target for a serial relay, one for
+// all in a parallel one, one per q-value (highest first) with ByQ.
+func (c *cell) setDests(ts []Target, opt RelayOptions) {
+	if len(ts) > maxDests {
+		ts = ts[:maxDests]
 	}
 	if c.dests == nil {
 		c.dests = c.dArr[:0]
 	}
-	c.dests = append(c.dests[:0], d...)
+	c.dests = c.dests[:0]
 	c.nextDest = 0
+	n := 0
+	for i := range ts {
+		n += len(ts[i].URI) + len(ts[i].Route)
+	}
+	dropBuf(&c.tbuf)
+	if n > 0 {
+		c.tbuf = getBuf(n) // never grows below: the slices stay valid
+	}
+	for i := range ts {
+		t := target{addr: ts[i].Addr, q: ts[i].Q}
+		if len(ts[i].URI) > 0 {
+			s := len(c.tbuf.b)
+			c.tbuf.b = append(c.tbuf.b, ts[i].URI...)
+			t.uri = c.tbuf.b[s:len(c.tbuf.b):len(c.tbuf.b)]
+		}
+		if len(ts[i].Route) > 0 {
+			s := len(c.tbuf.b)
+			c.tbuf.b = append(c.tbuf.b, ts[i].Route...)
+			t.route = c.tbuf.b[s:len(c.tbuf.b):len(c.tbuf.b)]
+		}
+		c.dests = append(c.dests, t)
+	}
+	switch {
+	case opt.ByQ:
+		// Stable sort by q, highest first (insertion sort: at most 16).
+		for i := 1; i < len(c.dests); i++ {
+			for j := i; j > 0 && c.dests[j].q > c.dests[j-1].q; j-- {
+				c.dests[j], c.dests[j-1] = c.dests[j-1], c.dests[j]
+			}
+		}
+		g := 0
+		for i := range c.dests {
+			if i > 0 && c.dests[i].q != c.dests[i-1].q {
+				g++
+			}
+			c.dests[i].group = g
+		}
+	case opt.Parallel:
+		for i := range c.dests {
+			c.dests[i].group = 0
+		}
+	default:
+		for i := range c.dests {
+			c.dests[i].group = i
+		}
+	}
 }
 
 func (c *cell) setKey(key []byte) {

@@ -89,19 +89,36 @@ func (w *Worker) absorb(c *Context) bool {
 // while a branch ends in a failover code. ACK and an unmatched CANCEL are
 // forwarded statelessly to the first destination (§16.10, §16.11).
 func (c *Context) Relay(dsts []netip.AddrPort, opt RelayOptions) {
+	var ts [maxDests]Target
+	n := 0
+	for _, d := range dsts {
+		if n < len(ts) {
+			ts[n] = Target{Addr: d}
+			n++
+		}
+	}
+	c.RelayTargets(ts[:n], opt)
+}
+
+// RelayTargets is Relay with a Request-URI, Route lines and q-value per
+// destination (a registrar's lookup forks to the contacts of a user).
+func (c *Context) RelayTargets(ts []Target, opt RelayOptions) {
 	m := c.Msg
-	if len(dsts) == 0 {
+	if len(ts) == 0 {
 		c.Reply(500, "No Destination")
 		return
 	}
 	if m.Method() == sip.ACK || m.Method() == sip.CANCEL {
-		c.Forward(dsts[0])
+		if len(ts[0].URI) > 0 {
+			m.SetRequestURI(ts[0].URI)
+		}
+		c.Forward(ts[0].Addr)
 		return
 	}
 	if c.cell != nil { // in the failure pipeline: more branches for the same transaction
 		c.Done = true
 		c.cell.opt = opt
-		c.cell.setDests(dsts)
+		c.cell.setDests(ts, opt)
 		c.srv.tm.startDests(c.cell, c.out, c.Msg, c, c.scratch())
 		return
 	}
@@ -128,7 +145,7 @@ func (c *Context) Relay(dsts []netip.AddrPort, opt RelayOptions) {
 	}
 	// Checks that end the request before any state is kept.
 	if mf, present, err := m.MaxForwards(); err != nil || (present && mf == 0) {
-		c.prepareForward(dsts[0]) // replies 400 or 483
+		c.prepareForward(ts[0].Addr) // replies 400 or 483
 		return
 	}
 	cl := t.alloc(b, bi)
@@ -142,7 +159,7 @@ func (c *Context) Relay(dsts []netip.AddrPort, opt RelayOptions) {
 	setBuf(&cl.req, m.Buf())
 	cl.recordRoute, cl.mfLimit = c.RecordRoute, c.MaxForwardsLimit
 	cl.opt = opt
-	cl.setDests(dsts)
+	cl.setDests(ts, opt)
 	c.st.Transactions.Add(1)
 	if invite && !t.opt.NoTrying {
 		sc := &c.w.sc
@@ -167,8 +184,14 @@ func (t *txTable) startDests(cl *cell, out Sender, m *sip.Message, c *Context, s
 	var es sip.EditState
 	prepared := false
 	var loop uint64
+	group := -1
 	for cl.nextDest < len(cl.dests) && cl.nbr < MaxBranches {
-		dst := cl.dests[cl.nextDest]
+		tg := &cl.dests[cl.nextDest]
+		if group >= 0 && tg.group != group {
+			return // the next group starts when this one has failed
+		}
+		group = tg.group
+		dst := tg.addr
 		cl.nextDest++
 		if t.srv.self.IsLocal(dst) {
 			continue // a destination that is this server would loop
@@ -189,8 +212,14 @@ func (t *txTable) startDests(cl *cell, out Sender, m *sip.Message, c *Context, s
 			prepared = true
 		}
 		br, i := cl.newBranch(dst)
+		if len(tg.uri) > 0 {
+			m.SetRequestURI(tg.uri)
+		}
 		var bb [64]byte
 		c.addVia(appendBranchID(bb[:0], cl.loop, cl.bucket, cl.label, i))
+		if len(tg.route) > 0 {
+			m.InsertHeaderFirst(tg.route)
+		}
 		out2, err := m.AppendTo(sc.buf[:0])
 		m.RestoreEdits(&es)
 		if err == nil {
@@ -209,9 +238,6 @@ func (t *txTable) startDests(cl *cell, out Sender, m *sip.Message, c *Context, s
 			fr = cl.opt.FinalTimeout
 		}
 		cl.wheel.Start(&br.tTimeout, fr)
-		if !cl.opt.Parallel {
-			return
-		}
 	}
 }
 
@@ -514,7 +540,7 @@ func (t *txTable) checkFinal(cl *cell, out Sender, sc *scratch) {
 		if failover == nil {
 			failover = DefaultFailover
 		}
-		if !cl.opt.Parallel && cl.nextDest < len(cl.dests) && failover(code) {
+		if cl.nextDest < len(cl.dests) && failover(code) {
 			if t.restart(cl, out, sc, code, false) {
 				return
 			}

@@ -493,3 +493,28 @@ func FuzzStateful(f *testing.F) {
 		}
 	})
 }
+
+func TestStatefulTargetsByQ(t *testing.T) {
+	f := newStateful(t, relay.Options{})
+	uas3 := netip.MustParseAddrPort("192.0.2.22:5070")
+	f.srv.SetPipeline(proxy.Pipeline{{Name: "lookup", Handler: proxy.HandlerFunc(func(c *proxy.Context) proxy.Action {
+		c.RelayTargets([]proxy.Target{
+			{Addr: uas3, URI: []byte("sip:bob@192.0.2.22:5070"), Q: 500, Route: []byte("Route: <sip:edge.example;lr>\r\n")},
+			{Addr: uasAddr, URI: []byte("sip:bob@192.0.2.20:5070;ob"), Q: 1000},
+			{Addr: uas2Addr, URI: []byte("sip:bob@192.0.2.21:5070"), Q: 1000},
+		}, proxy.RelayOptions{ByQ: true})
+		return proxy.Stop
+	})}})
+	out := f.in(string(crlf(invite)), uacAddr)
+	a := f.one(out, uasAddr, "INVITE sip:bob@192.0.2.20:5070;ob SIP/2.0")
+	b := f.one(out, uas2Addr, "INVITE sip:bob@192.0.2.21:5070 SIP/2.0")
+	none(t, out, "INVITE sip:bob@192.0.2.22")
+	none(t, f.in(reply(t, a, 486, "Busy Here", "a"), uasAddr), "INVITE ")
+	out = f.in(reply(t, b, 480, "Unavailable", "b"), uas2Addr)
+	c := f.one(out, uas3, "INVITE sip:bob@192.0.2.22:5070 SIP/2.0")
+	if !strings.Contains(c, "\r\nRoute: <sip:edge.example;lr>\r\n") || strings.Index(c, "Route:") < strings.Index(c, "Via:") {
+		t.Fatalf("Route line missing or above our Via:\n%s", c)
+	}
+	none(t, out, "SIP/2.0 4")
+	f.one(f.in(reply(t, c, 486, "Busy Here", "c"), uas3), uacAddr, "SIP/2.0 48")
+}
