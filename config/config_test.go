@@ -14,10 +14,10 @@ func TestDefaultParses(t *testing.T) {
 	for _, s := range c.Request {
 		mods = append(mods, s.Module)
 	}
-	if strings.Join(mods, ",") != "sanity,max-forwards,reply,record-route,loose-route,forward" {
+	if strings.Join(mods, ",") != "sanity,max-forwards,reply,record-route,loose-route,relay" {
 		t.Fatalf("pipeline %v", mods)
 	}
-	if c.Request[2].If == "" || c.Request[2].IfPos.Line != 16 {
+	if c.Request[2].If == "" || c.Request[2].IfPos.Line != 17 {
 		t.Fatalf("reply condition %q at %v", c.Request[2].If, c.Request[2].IfPos)
 	}
 }
