@@ -293,3 +293,29 @@ func BenchmarkWorkerForwardInvite(b *testing.B) {
 		w.Handle(buf, uacAddr, s)
 	}
 }
+
+type closer struct {
+	closed *[]string
+	name   string
+}
+
+func (c closer) Close() error { *c.closed = append(*c.closed, c.name); return nil }
+
+func TestSharedObjects(t *testing.T) {
+	srv := proxy.NewServer(nil, proxy.Options{})
+	var closed []string
+	made := 0
+	mk := func(name string) func() (any, error) {
+		return func() (any, error) { made++; return closer{&closed, name}, nil }
+	}
+	a1, _ := srv.Shared("a", mk("a"))
+	a2, _ := srv.Shared("a", mk("a"))
+	srv.Shared("b", mk("b"))
+	if made != 2 || a1 != a2 {
+		t.Fatalf("made %d, same %v", made, a1 == a2)
+	}
+	srv.Close()
+	if strings.Join(closed, ",") != "b,a" {
+		t.Fatalf("closed %v", closed)
+	}
+}

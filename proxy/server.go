@@ -26,6 +26,10 @@ type Server struct {
 	tm      *txTable
 	failure atomic.Pointer[Pipeline]
 	conns   map[netip.AddrPort]Conn
+
+	sharedMu    sync.Mutex
+	shared      map[string]any
+	sharedOrder []string
 }
 
 // Options configure a Server.
@@ -69,8 +73,43 @@ func (s *Server) AddConn(local netip.AddrPort, c Conn) { s.conns[local] = c }
 // Start runs the timer workers of the transaction layer.
 func (s *Server) Start() { s.tm.start() }
 
-// Close stops the timer workers.
-func (s *Server) Close() { s.tm.close() }
+// Close stops the timer workers and closes the shared objects that have
+// a Close method (in the reverse order of their creation).
+func (s *Server) Close() {
+	s.tm.close()
+	s.sharedMu.Lock()
+	defer s.sharedMu.Unlock()
+	for i := len(s.sharedOrder) - 1; i >= 0; i-- {
+		if c, ok := s.shared[s.sharedOrder[i]].(interface{ Close() error }); ok {
+			if err := c.Close(); err != nil {
+				s.log.Error("proxy: closing shared object", "name", s.sharedOrder[i], "err", err)
+			}
+		}
+	}
+	s.shared, s.sharedOrder = nil, nil
+}
+
+// Shared returns the server-wide object registered under name, made by
+// mk the first time. Modules that work on the same data — a registrar and
+// a lookup on one location table — share it this way; it outlives
+// pipeline reloads and is closed by Close.
+func (s *Server) Shared(name string, mk func() (any, error)) (any, error) {
+	s.sharedMu.Lock()
+	defer s.sharedMu.Unlock()
+	if v, ok := s.shared[name]; ok {
+		return v, nil
+	}
+	v, err := mk()
+	if err != nil {
+		return nil, err
+	}
+	if s.shared == nil {
+		s.shared = map[string]any{}
+	}
+	s.shared[name] = v
+	s.sharedOrder = append(s.sharedOrder, name)
+	return v, nil
+}
 
 // Identity returns the addresses the server considers its own.
 func (s *Server) Identity() *Identity { return &s.self }
