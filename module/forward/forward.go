@@ -39,6 +39,17 @@ func New(o Options) (*Forward, error) {
 
 // Handle forwards the request.
 func (f *Forward) Handle(c *proxy.Context) proxy.Action {
+	if len(c.Targets) > 0 { // set by lookup: statelessly, only the first
+		t := &c.Targets[0]
+		if len(t.URI) > 0 {
+			c.Msg.SetRequestURI(t.URI)
+		}
+		if len(t.Route) > 0 {
+			c.Msg.InsertHeaderFirst(t.Route)
+		}
+		c.Forward(t.Addr)
+		return proxy.Stop
+	}
 	dst := f.to
 	if !f.fixed || c.Routed {
 		d, code, reason := proxy.NextHop(c)

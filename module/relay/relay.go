@@ -92,6 +92,12 @@ func codeRange(s string) (lo, hi int, err error) {
 
 // Handle relays the request and ends the pipeline.
 func (r *Relay) Handle(c *proxy.Context) proxy.Action {
+	if len(c.Targets) > 0 { // set by lookup: fork by q unless told parallel
+		o := r.opt
+		o.ByQ = !o.Parallel
+		c.RelayTargets(c.Targets, o)
+		return proxy.Stop
+	}
 	var one [1]netip.AddrPort
 	dsts := r.to
 	if c.Routed || len(dsts) == 0 {

@@ -1,0 +1,146 @@
+// Package lookup routes requests for the users of served domains to their
+// registered contacts (Kamailio's registrar lookup()), or redirects the
+// caller to them (a redirect server, RFC 3261 §8.3).
+package lookup
+
+import (
+	"strconv"
+
+	"github.com/veloxsip/velox/location"
+	"github.com/veloxsip/velox/module/registrar"
+	"github.com/veloxsip/velox/pipeline"
+	"github.com/veloxsip/velox/proxy"
+	"github.com/veloxsip/velox/sip"
+)
+
+// Options configure a lookup step.
+type Options struct {
+	// Domains are the domains whose users are looked up (the host of the
+	// Request-URI); empty: every domain. Requests for others go on.
+	Domains []string `yaml:"domains"`
+	// Redirect answers 302 with the contacts instead of setting them as
+	// the destinations of the next relay or forward step.
+	Redirect bool `yaml:"redirect"`
+	// Contact sends the request to the contact's own address instead of
+	// the address the REGISTER came from (off by default: the source
+	// address reaches phones behind NAT).
+	Contact bool `yaml:"contact_address"`
+}
+
+// Lookup is a configured lookup step.
+type Lookup struct {
+	table    *location.Table
+	domains  registrar.Domains
+	redirect bool
+	contact  bool
+}
+
+// New returns a lookup on srv's location table.
+func New(o Options, srv *proxy.Server) (*Lookup, error) {
+	t, err := registrar.Table(srv, registrar.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return &Lookup{table: t, domains: registrar.NewDomains(o.Domains), redirect: o.Redirect, contact: o.Contact}, nil
+}
+
+// Handle looks the Request-URI's user up: no live binding gets 404;
+// otherwise each binding becomes a Target (its contact as Request-URI,
+// its Path as Route, its q) and the pipeline goes on to relay — or, in
+// redirect mode, the caller gets 302 with the contacts.
+func (l *Lookup) Handle(c *proxy.Context) proxy.Action {
+	m := c.Msg
+	if c.Routed || m.Method() == sip.REGISTER || m.Method() == sip.ACK {
+		return proxy.Continue
+	}
+	ru, err := m.RURI()
+	if err != nil {
+		c.Reply(400, "Malformed Request-URI")
+		return proxy.Stop
+	}
+	if !l.domains.Serves(ru.Host) {
+		return proxy.Continue
+	}
+	var ab [256]byte
+	var bsArr [16]location.Binding
+	bs := l.table.LookupBytes(location.AppendAOR(ab[:0], ru), l.table.Now(), bsArr[:0])
+	if len(bs) == 0 {
+		c.Reply(404, "Not Found")
+		return proxy.Stop
+	}
+	if l.redirect {
+		var xb [2048]byte
+		x := xb[:0]
+		now := l.table.Now()
+		for i := range bs {
+			x = append(x, "Contact: <"...)
+			x = append(x, bs[i].Contact...)
+			x = append(x, ">;q="...)
+			x = strconv.AppendFloat(x, float64(bs[i].Q)/1000, 'f', -1, 64)
+			x = append(x, ";expires="...)
+			x = strconv.AppendInt(x, int64(bs[i].ExpiresIn(now)), 10)
+			x = append(x, "\r\n"...)
+		}
+		c.ReplyWith(302, "Moved Temporarily", x)
+		return proxy.Stop
+	}
+	for i := range bs {
+		b := &bs[i]
+		t := proxy.Target{Q: b.Q}
+		t.URI = append(c.TargetText(len(b.Contact)), b.Contact...)
+		var u sip.URI
+		if err := sip.ParseURI(t.URI, &u); err != nil {
+			continue
+		}
+		if b.Received.IsValid() && !l.contact {
+			t.Addr = b.Received
+		} else if t.Addr, err = c.Server().URIDest(&u); err != nil {
+			continue
+		}
+		if len(b.Path) > 0 {
+			t.Route = appendRoute(c, b.Path)
+		}
+		c.AddTarget(t)
+	}
+	if len(c.Targets) == 0 {
+		c.Reply(480, "Temporarily Unavailable")
+		return proxy.Stop
+	}
+	return proxy.Continue
+}
+
+// appendRoute builds "Route: <p1>, <p2>\r\n" from a Path (RFC 3327 §5.4).
+func appendRoute(c *proxy.Context, path []string) []byte {
+	n := len("Route: \r\n")
+	for _, p := range path {
+		n += len(p) + 4
+	}
+	r := c.TargetText(n)
+	if r == nil {
+		return nil
+	}
+	r = append(r, "Route: "...)
+	for i, p := range path {
+		if i > 0 {
+			r = append(r, ", "...)
+		}
+		r = append(r, '<')
+		r = append(r, p...)
+		r = append(r, '>')
+	}
+	return append(r, "\r\n"...)
+}
+
+func init() {
+	pipeline.Register(pipeline.Module{
+		Name: "lookup",
+		Doc:  "route requests for registered users to their contacts (forking by q), or redirect (302)",
+		New: func(d pipeline.Decoder, srv *proxy.Server) (proxy.Handler, error) {
+			var o Options
+			if err := d.Decode(&o); err != nil {
+				return nil, err
+			}
+			return New(o, srv)
+		},
+	})
+}
