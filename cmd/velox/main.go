@@ -18,7 +18,10 @@ Usage:
               [--fr-timeout D] [--fr-inv-timeout D] [--stateless] [--workers N]
                                  run a record-routing proxy with no config file
                                  (transaction-stateful unless --stateless)
+  velox registrar --listen udp:IP:PORT [--domain D ...] [--redirect]
+                                 run a registrar (and proxy to registered users) with no config file
   velox check -c FILE            validate a config file
+  velox user add|passwd|del|list manage subscribers (see "velox user help")
   velox config                   print the embedded default config
   velox modules                  list the routing modules
   velox version                  print the version
@@ -37,8 +40,12 @@ func main() {
 		err = cmdRun(args)
 	case "proxy":
 		err = cmdProxy(args)
+	case "registrar":
+		err = cmdRegistrar(args)
 	case "check":
 		err = cmdCheck(args)
+	case "user":
+		err = cmdUser(args)
 	case "config":
 		err = cmdConfig(args)
 	case "modules":

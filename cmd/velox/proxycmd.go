@@ -70,6 +70,20 @@ func cmdProxy(args []string) error {
 // quickPipeline is sanity → max-forwards → 200 to OPTIONS for us →
 // record-route → loose-route → last (forward or relay).
 func quickPipeline(last proxy.Handler) (proxy.Pipeline, error) {
+	head, err := quickHead()
+	if err != nil {
+		return nil, err
+	}
+	return append(head,
+		proxy.Step{Name: "record-route", Handler: recordroute.New(recordroute.Options{})},
+		proxy.Step{Name: "loose-route", Handler: looseroute.New()},
+		proxy.Step{Name: "relay", Handler: last},
+	), nil
+}
+
+// quickHead is the start of every quick-mode pipeline: sanity,
+// max-forwards, and 200 to keep-alive OPTIONS sent to the server itself.
+func quickHead() (proxy.Pipeline, error) {
 	mf, err := maxforwards.New(maxforwards.Options{})
 	if err != nil {
 		return nil, err
@@ -86,8 +100,5 @@ func quickPipeline(last proxy.Handler) (proxy.Pipeline, error) {
 		{Name: "sanity", Handler: sanity.New()},
 		{Name: "max-forwards", Handler: mf},
 		{Name: "reply", If: optionsForUs, Handler: ok},
-		{Name: "record-route", Handler: recordroute.New(recordroute.Options{})},
-		{Name: "loose-route", Handler: looseroute.New()},
-		{Name: "relay", Handler: last},
 	}, nil
 }

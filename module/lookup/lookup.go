@@ -4,6 +4,8 @@
 package lookup
 
 import (
+	"fmt"
+	"net/netip"
 	"strconv"
 
 	"github.com/veloxsip/velox/location"
@@ -21,10 +23,12 @@ type Options struct {
 	// Redirect answers 302 with the contacts instead of setting them as
 	// the destinations of the next relay or forward step.
 	Redirect bool `yaml:"redirect"`
-	// Contact sends the request to the contact's own address instead of
-	// the address the REGISTER came from (off by default: the source
-	// address reaches phones behind NAT).
-	Contact bool `yaml:"contact_address"`
+	// NAT chooses where a request for a binding goes: "auto" (default) —
+	// the address the REGISTER came from when the contact names a private
+	// address (RFC 1918, RFC 6598, fc00::/7) other than that source, as a
+	// phone behind NAT does, else the contact's own address; "received" —
+	// always the source of the REGISTER; "contact" — always the contact.
+	NAT string `yaml:"nat"`
 }
 
 // Lookup is a configured lookup step.
@@ -32,8 +36,16 @@ type Lookup struct {
 	table    *location.Table
 	domains  registrar.Domains
 	redirect bool
-	contact  bool
+	nat      natMode
 }
+
+type natMode uint8
+
+const (
+	natAuto natMode = iota
+	natReceived
+	natContact
+)
 
 // New returns a lookup on srv's location table.
 func New(o Options, srv *proxy.Server) (*Lookup, error) {
@@ -41,7 +53,17 @@ func New(o Options, srv *proxy.Server) (*Lookup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Lookup{table: t, domains: registrar.NewDomains(o.Domains), redirect: o.Redirect, contact: o.Contact}, nil
+	l := &Lookup{table: t, domains: registrar.NewDomains(o.Domains), redirect: o.Redirect}
+	switch o.NAT {
+	case "", "auto":
+	case "received":
+		l.nat = natReceived
+	case "contact":
+		l.nat = natContact
+	default:
+		return nil, fmt.Errorf("lookup: nat: %q is not auto, received or contact", o.NAT)
+	}
+	return l, nil
 }
 
 // Handle looks the Request-URI's user up: no live binding gets 404;
@@ -92,7 +114,7 @@ func (l *Lookup) Handle(c *proxy.Context) proxy.Action {
 		if err := sip.ParseURI(t.URI, &u); err != nil {
 			continue
 		}
-		if b.Received.IsValid() && !l.contact {
+		if l.useReceived(b, &u) {
 			t.Addr = b.Received
 		} else if t.Addr, err = c.Server().URIDest(&u); err != nil {
 			continue
@@ -107,6 +129,27 @@ func (l *Lookup) Handle(c *proxy.Context) proxy.Action {
 		return proxy.Stop
 	}
 	return proxy.Continue
+}
+
+// useReceived decides whether a request for binding b goes to the source
+// address of its REGISTER rather than to contact u.
+func (l *Lookup) useReceived(b *location.Binding, u *sip.URI) bool {
+	if !b.Received.IsValid() || l.nat == natContact {
+		return false
+	}
+	if l.nat == natReceived {
+		return true
+	}
+	a, ok := proxy.ParseIP(u.Host)
+	return ok && isPrivate(a) && a != b.Received.Addr()
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// isPrivate reports an address a phone behind NAT would advertise.
+func isPrivate(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsPrivate() || cgnat.Contains(a)
 }
 
 // appendRoute builds "Route: <p1>, <p2>\r\n" from a Path (RFC 3327 §5.4).

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"flag"
+	"strings"
+
+	"github.com/veloxsip/velox/config"
+	"github.com/veloxsip/velox/module/lookup"
+	"github.com/veloxsip/velox/module/looseroute"
+	"github.com/veloxsip/velox/module/recordroute"
+	"github.com/veloxsip/velox/module/registrar"
+	"github.com/veloxsip/velox/module/relay"
+	"github.com/veloxsip/velox/proxy"
+)
+
+// cmdRegistrar runs the quick registrar: REGISTERs for the domains are
+// saved, other requests for their users are relayed to the bindings (or
+// redirected with --redirect).
+func cmdRegistrar(args []string) error {
+	fs := flag.NewFlagSet("registrar", flag.ContinueOnError)
+	listen := fs.String("listen", "udp:127.0.0.1:5060", "listening socket, proto:ip:port")
+	var domains []string
+	fs.Func("domain", "served domain (repeatable; default: every domain)", func(s string) error {
+		domains = append(domains, strings.ToLower(s))
+		return nil
+	})
+	redirect := fs.Bool("redirect", false, "answer requests for users with 302 instead of relaying them")
+	minExp := fs.Int("min-expires", 60, "shortest registration accepted, seconds")
+	maxExp := fs.Int("max-expires", 86400, "longest registration granted, seconds")
+	workers := fs.Int("workers", 0, "receiving workers (default: number of CPUs)")
+	level := fs.String("log", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	proto, addr, err := parseListen(*listen)
+	if err != nil {
+		return err
+	}
+	log := newLogger(*level)
+	srv := proxy.NewServer(nil, proxy.Options{Logger: log})
+	reg, err := registrar.New(registrar.Options{Domains: domains, MinExpires: *minExp, MaxExpires: *maxExp}, srv)
+	if err != nil {
+		return err
+	}
+	lk, err := lookup.New(lookup.Options{Domains: domains, Redirect: *redirect}, srv)
+	if err != nil {
+		return err
+	}
+	rl, err := relay.New(relay.Options{})
+	if err != nil {
+		return err
+	}
+	head, err := quickHead()
+	if err != nil {
+		return err
+	}
+	srv.SetPipeline(append(head,
+		proxy.Step{Name: "registrar", Handler: reg},
+		proxy.Step{Name: "record-route", Handler: recordroute.New(recordroute.Options{})},
+		proxy.Step{Name: "loose-route", Handler: looseroute.New()},
+		proxy.Step{Name: "lookup", Handler: lk},
+		proxy.Step{Name: "relay", Handler: rl},
+	))
+	return serve(srv, []config.Listener{{Proto: proto, Addr: addr, Workers: *workers}}, log, func() {})
+}
