@@ -96,6 +96,37 @@ type Context struct {
 	keyBuf  [256]byte // the server transaction key, see txKey
 	keyLen  int
 	keyHash uint64
+
+	// Targets, when a step set them (lookup), are where relay and forward
+	// send the request instead of their own destinations.
+	Targets   []Target
+	targetArr [maxDests]Target
+	textBuf   [4096]byte
+	textUsed  int
+}
+
+// AddTarget appends a destination to Targets; false when full.
+func (c *Context) AddTarget(t Target) bool {
+	if len(c.Targets) == len(c.targetArr) {
+		return false
+	}
+	if c.Targets == nil {
+		c.Targets = c.targetArr[:0]
+	}
+	c.Targets = append(c.Targets, t)
+	return true
+}
+
+// TargetText returns an empty slice with room for n bytes that stays
+// valid until the request is done: where a step builds the URI or Route
+// text of a Target. nil when the request's space is used up.
+func (c *Context) TargetText(n int) []byte {
+	if c.textUsed+n > len(c.textBuf) {
+		return nil
+	}
+	b := c.textBuf[c.textUsed:c.textUsed:c.textUsed+n]
+	c.textUsed += n
+	return b
 }
 
 func (c *Context) reset(m *sip.Message, src netip.AddrPort, out Sender) {
@@ -106,6 +137,7 @@ func (c *Context) reset(m *sip.Message, src netip.AddrPort, out Sender) {
 	c.NextHop = sip.URI{}
 	c.cell = nil
 	c.keyLen = 0
+	c.Targets, c.textUsed = nil, 0
 }
 
 // Server returns the server the request is routed by.
