@@ -124,7 +124,7 @@ func (c *Context) TargetText(n int) []byte {
 	if c.textUsed+n > len(c.textBuf) {
 		return nil
 	}
-	b := c.textBuf[c.textUsed:c.textUsed:c.textUsed+n]
+	b := c.textBuf[c.textUsed : c.textUsed : c.textUsed+n]
 	c.textUsed += n
 	return b
 }
