@@ -1,0 +1,66 @@
+package interop
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/veloxsip/velox/internal/sipptest"
+)
+
+// startRegistrar runs `velox registrar` on a free port and returns it.
+func startRegistrar(t *testing.T) string {
+	t.Helper()
+	bin := sipptest.BuildVelox(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", sipptest.UDPPort(t))
+	sipptest.StartServerForTest(t, "velox", addr, bin, "registrar", "--listen", "udp:"+addr)
+	return addr
+}
+
+func runRegister(t *testing.T, scenario, registrar, user string, contactPort int) sipptest.Result {
+	t.Helper()
+	return sipptest.RunUACForTest(t, sipptest.UACOptions{
+		Scenario:  sipptest.Scenario(t, scenario),
+		Target:    registrar,
+		Service:   user,
+		Calls:     1,
+		Timeout:   15 * time.Second,
+		Dir:       t.TempDir(),
+		ExtraArgs: []string{"-key", "contact_port", strconv.Itoa(contactPort)},
+	})
+}
+
+// TestRegistrarLifeCycle: REGISTER, refresh and unregister through a real
+// SIPp, each 200 checked for the contact and its expiry.
+func TestRegistrarLifeCycle(t *testing.T) {
+	sipptest.RequireSipp(t)
+	reg := startRegistrar(t)
+	res := runRegister(t, "register/register.xml", reg, "alice", 5099)
+	if res.Stats.Successful != 1 || res.Stats.Failed != 0 {
+		t.Fatalf("register scenario: %+v\n%s", res.Stats, res.ErrorsLog())
+	}
+}
+
+// TestRegistrarCallToRegisteredUser: a callee registers its contact, then
+// a call to its address-of-record through velox reaches it.
+func TestRegistrarCallToRegisteredUser(t *testing.T) {
+	sipptest.RequireSipp(t)
+	reg := startRegistrar(t)
+	uas := callee(t, "uas.xml")
+	res := runRegister(t, "register/register_once.xml", reg, "bob", uas.Opts.Port)
+	if res.Stats.Successful != 1 {
+		t.Fatalf("register: %+v\n%s", res.Stats, res.ErrorsLog())
+	}
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "uac_messages.log")
+	call := sipptest.RunUACForTest(t, sipptest.UACOptions{
+		Scenario: sipptest.Scenario(t, "uac.xml"), Target: reg, Service: "bob",
+		Calls: 1, Timeout: 15 * time.Second, Dir: dir, ExtraArgs: sipptest.TraceMsgArgs(logPath),
+	})
+	msgs, _ := sipptest.ParseMessageLogFile(logPath)
+	wantCallsOK(t, call, msgs, 1)
+	got := calleeResult(t, "registered callee", uas, 1)
+	wantReceived(t, "registered callee", got, "INVITE", 1)
+}
