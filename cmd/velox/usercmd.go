@@ -185,7 +185,7 @@ func readPassword(arg string, stdin io.Reader) (string, error) {
 		return arg, nil
 	}
 	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return "", fmt.Errorf("reading the password from the standard input: %w", err)
 	}
 	line = strings.TrimRight(line, "\r\n")
