@@ -60,9 +60,10 @@ func (e Env) veloxArgs(extra ...string) []string {
 
 func kamailioServer(e Env, name, cfg string, children int) Server {
 	// Stateful Kamailio keeps every transaction in shared memory for its
-	// wait time: give it 1 GiB so it does not fail for lack of memory.
+	// wait time, the registrar every binding: give them 1 GiB so they do
+	// not fail for lack of memory.
 	shm := 128
-	if cfg == "stateful.cfg" {
+	if cfg != "stateless.cfg" {
 		shm = 1024
 	}
 	return Server{
@@ -97,6 +98,21 @@ var suites = []Suite{
 					"--listen", "udp:"+e.Listen, "--to", e.To)},
 				kamailioServer(e, "kamailio-c1", "stateful.cfg", 1),
 				kamailioServer(e, "kamailio-c2", "stateful.cfg", 2),
+			}
+		},
+		Candidate: "velox",
+		Baselines: []string{"kamailio-c1", "kamailio-c2"},
+	},
+	{
+		Name:        "register",
+		Description: "registrar, one REGISTER of a new user per call, answered 200 (Kamailio save(\"location\"), usrloc in memory)",
+		UAC:         "register/register_load.xml", UAS: "uas.xml",
+		Servers: func(e Env) []Server {
+			return []Server{
+				{Name: "velox", Kind: "velox", Command: e.Velox, Args: e.veloxArgs("registrar",
+					"--listen", "udp:"+e.Listen)},
+				kamailioServer(e, "kamailio-c1", "registrar.cfg", 1),
+				kamailioServer(e, "kamailio-c2", "registrar.cfg", 2),
 			}
 		},
 		Candidate: "velox",
