@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"strings"
 
 	"github.com/veloxsip/velox/config"
+	"github.com/veloxsip/velox/module/digestauth"
 	"github.com/veloxsip/velox/module/lookup"
 	"github.com/veloxsip/velox/module/looseroute"
 	"github.com/veloxsip/velox/module/recordroute"
@@ -25,6 +27,10 @@ func cmdRegistrar(args []string) error {
 		return nil
 	})
 	redirect := fs.Bool("redirect", false, "answer requests for users with 302 instead of relaying them")
+	withAuth := fs.Bool("auth", false, "require digest authentication (realm: the first --domain; users: --db)")
+	db := fs.String("db", "velox.db", "subscriber database for --auth (velox user add --db FILE …)")
+	noIdentity := fs.Bool("no-identity-check", false, "with --auth: let one credential register any user (trunks)")
+	algs := fs.String("auth-algorithms", "SHA-256,MD5", "with --auth: digest algorithms offered, strongest first")
 	minExp := fs.Int("min-expires", 60, "shortest registration accepted, seconds")
 	maxExp := fs.Int("max-expires", 86400, "longest registration granted, seconds")
 	workers := fs.Int("workers", 0, "receiving workers (default: number of CPUs)")
@@ -53,6 +59,17 @@ func cmdRegistrar(args []string) error {
 	head, err := quickHead()
 	if err != nil {
 		return err
+	}
+	if *withAuth {
+		if len(domains) == 0 {
+			return errors.New("registrar: --auth needs --domain (the realm)")
+		}
+		a, err := digestauth.New(digestauth.Options{Realm: domains[0], DB: *db, NoIdentityCheck: *noIdentity,
+			Algorithms: strings.Split(*algs, ",")}, srv)
+		if err != nil {
+			return err
+		}
+		head = append(head, proxy.Step{Name: "auth", Handler: a})
 	}
 	srv.SetPipeline(append(head,
 		proxy.Step{Name: "registrar", Handler: reg},

@@ -2,6 +2,7 @@
 package all
 
 import (
+	_ "github.com/veloxsip/velox/module/digestauth"  // auth
 	_ "github.com/veloxsip/velox/module/forward"     // forward
 	_ "github.com/veloxsip/velox/module/lookup"      // lookup
 	_ "github.com/veloxsip/velox/module/looseroute"  // loose-route

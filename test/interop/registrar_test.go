@@ -2,6 +2,7 @@ package interop
 
 import (
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -63,4 +64,32 @@ func TestRegistrarCallToRegisteredUser(t *testing.T) {
 	wantCallsOK(t, call, msgs, 1)
 	got := calleeResult(t, "registered callee", uas, 1)
 	wantReceived(t, "registered callee", got, "INVITE", 1)
+}
+
+// TestRegistrarDigestAuth: REGISTER challenged with 401 and accepted with
+// the right password (SIPp computes the MD5 digest), refused with a wrong
+// one.
+func TestRegistrarDigestAuth(t *testing.T) {
+	sipptest.RequireSipp(t)
+	bin := sipptest.BuildVelox(t)
+	db := filepath.Join(t.TempDir(), "users.db")
+	if out, err := exec.Command(bin, "user", "add", "--db", db, "alice@example.com", "s3cret").CombinedOutput(); err != nil {
+		t.Fatalf("velox user add: %v\n%s", err, out)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sipptest.UDPPort(t))
+	sipptest.StartServerForTest(t, "velox", addr, bin, "registrar", "--listen", "udp:"+addr,
+		"--domain", "example.com", "--auth", "--db", db, "--auth-algorithms", "MD5")
+	for _, c := range []struct{ scenario, password string }{
+		{"register/register_auth_ok.xml", "s3cret"},
+		{"register/register_auth_wrong.xml", "guess"},
+	} {
+		res := sipptest.RunUACForTest(t, sipptest.UACOptions{
+			Scenario: sipptest.Scenario(t, c.scenario), Target: addr, Service: "alice",
+			Calls: 1, Timeout: 15 * time.Second, Dir: t.TempDir(),
+			ExtraArgs: []string{"-au", "alice", "-ap", c.password},
+		})
+		if res.Stats.Successful != 1 || res.Stats.Failed != 0 {
+			t.Errorf("%s: %+v\n%s", c.scenario, res.Stats, res.ErrorsLog())
+		}
+	}
 }
