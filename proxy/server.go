@@ -93,15 +93,27 @@ func (s *Server) Close() {
 // mk the first time. Modules that work on the same data — a registrar and
 // a lookup on one location table — share it this way; it outlives
 // pipeline reloads and is closed by Close.
+//
+// mk runs without the lock held, so it may itself ask for other shared
+// objects (which are then closed after it).
 func (s *Server) Shared(name string, mk func() (any, error)) (any, error) {
 	s.sharedMu.Lock()
-	defer s.sharedMu.Unlock()
-	if v, ok := s.shared[name]; ok {
+	v, ok := s.shared[name]
+	s.sharedMu.Unlock()
+	if ok {
 		return v, nil
 	}
 	v, err := mk()
 	if err != nil {
 		return nil, err
+	}
+	s.sharedMu.Lock()
+	defer s.sharedMu.Unlock()
+	if old, ok := s.shared[name]; ok { // made meanwhile by another caller
+		if c, ok := v.(interface{ Close() error }); ok {
+			c.Close()
+		}
+		return old, nil
 	}
 	if s.shared == nil {
 		s.shared = map[string]any{}

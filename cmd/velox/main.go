@@ -18,7 +18,7 @@ Usage:
               [--fr-timeout D] [--fr-inv-timeout D] [--stateless] [--workers N]
                                  run a record-routing proxy with no config file
                                  (transaction-stateful unless --stateless)
-  velox registrar --listen udp:IP:PORT [--domain D ...] [--redirect] [--auth [--db FILE] [--no-identity-check]]
+  velox registrar --listen udp:IP:PORT [--domain D ...] [--redirect] [--auth] [--db FILE] [--persistence write-back]
                                  run a registrar (and proxy to registered users) with no config file
   velox check -c FILE            validate a config file
   velox user add|passwd|del|list manage subscribers (see "velox user help")

@@ -28,7 +28,8 @@ func cmdRegistrar(args []string) error {
 	})
 	redirect := fs.Bool("redirect", false, "answer requests for users with 302 instead of relaying them")
 	withAuth := fs.Bool("auth", false, "require digest authentication (realm: the first --domain; users: --db)")
-	db := fs.String("db", "velox.db", "subscriber database for --auth (velox user add --db FILE …)")
+	db := fs.String("db", "velox.db", "database: subscribers for --auth (velox user add --db FILE …), bindings for --persistence")
+	persist := fs.String("persistence", "memory", "bindings: memory, write-through or write-back (kept in --db across restarts)")
 	noIdentity := fs.Bool("no-identity-check", false, "with --auth: let one credential register any user (trunks)")
 	algs := fs.String("auth-algorithms", "SHA-256,MD5", "with --auth: digest algorithms offered, strongest first")
 	minExp := fs.Int("min-expires", 60, "shortest registration accepted, seconds")
@@ -44,7 +45,11 @@ func cmdRegistrar(args []string) error {
 	}
 	log := newLogger(*level)
 	srv := proxy.NewServer(nil, proxy.Options{Logger: log})
-	reg, err := registrar.New(registrar.Options{Domains: domains, MinExpires: *minExp, MaxExpires: *maxExp}, srv)
+	ro := registrar.Options{Domains: domains, MinExpires: *minExp, MaxExpires: *maxExp, Persistence: *persist}
+	if *persist != registrar.Memory {
+		ro.DB = *db
+	}
+	reg, err := registrar.New(ro, srv)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,11 @@ type Options struct {
 	MaxContacts int `yaml:"max_contacts"`
 	// Buckets sizes the location table (about the expected AORs / 4).
 	Buckets int `yaml:"buckets"`
+	// Persistence is memory (default), write-through or write-back (see
+	// persist.go); DB is the database file for the last two. A restart in
+	// either restores every live binding.
+	Persistence string `yaml:"persistence"`
+	DB          string `yaml:"db"`
 }
 
 func (o Options) tableOptions() location.Options {
@@ -63,7 +68,20 @@ func (o Options) tableOptions() location.Options {
 // the first time.
 func Table(srv *proxy.Server, o Options) (*location.Table, error) {
 	v, err := srv.Shared("location", func() (any, error) {
-		t := location.New(o.tableOptions())
+		p, err := openPersistence(srv, o)
+		if err != nil {
+			return nil, err
+		}
+		opt := o.tableOptions()
+		if p != nil {
+			opt.OnChange = p.onChange
+		}
+		t := location.New(opt)
+		if p != nil {
+			if _, err := p.restore(t); err != nil {
+				return nil, fmt.Errorf("registrar: restoring bindings from %s: %v", o.DB, err)
+			}
+		}
 		t.Start()
 		return closer{t}, nil
 	})

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,4 +93,34 @@ func TestRegistrarDigestAuth(t *testing.T) {
 			t.Errorf("%s: %+v\n%s", c.scenario, res.Stats, res.ErrorsLog())
 		}
 	}
+}
+
+// TestRegistrarRestartKeepsBindings: with write-back persistence, a
+// binding saved before a restart still routes a call after it.
+func TestRegistrarRestartKeepsBindings(t *testing.T) {
+	sipptest.RequireSipp(t)
+	bin := sipptest.BuildVelox(t)
+	db := filepath.Join(t.TempDir(), "loc.db")
+	addr := fmt.Sprintf("127.0.0.1:%d", sipptest.UDPPort(t))
+	args := []string{bin, "registrar", "--listen", "udp:" + addr, "--db", db, "--persistence", "write-back"}
+	first := sipptest.StartServerForTest(t, "velox", addr, args...)
+	uas := callee(t, "uas.xml")
+	if res := runRegister(t, "register/register_once.xml", addr, "bob", uas.Opts.Port); res.Stats.Successful != 1 {
+		t.Fatalf("register: %+v\n%s", res.Stats, res.ErrorsLog())
+	}
+	first.Stop(syscall.SIGTERM, 5*time.Second) // a clean stop flushes the write-back queue
+	if !first.Exited() {
+		t.Fatal("velox did not stop")
+	}
+	sipptest.StartServerForTest(t, "velox-restarted", addr, args...)
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "uac_messages.log")
+	call := sipptest.RunUACForTest(t, sipptest.UACOptions{
+		Scenario: sipptest.Scenario(t, "uac.xml"), Target: addr, Service: "bob",
+		Calls: 1, Timeout: 15 * time.Second, Dir: dir, ExtraArgs: sipptest.TraceMsgArgs(logPath),
+	})
+	msgs, _ := sipptest.ParseMessageLogFile(logPath)
+	wantCallsOK(t, call, msgs, 1)
+	got := calleeResult(t, "registered callee", uas, 1)
+	wantReceived(t, "registered callee", got, "INVITE", 1)
 }
