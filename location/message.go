@@ -12,13 +12,13 @@ import (
 func AppendAOR(dst []byte, u *sip.URI) []byte {
 	switch u.Scheme {
 	case sip.SchemeTel:
-		return appendUnescaped(dst, u.User)
+		return sip.AppendUnescaped(dst, u.User)
 	case sip.SchemeSIP, sip.SchemeSIPS:
 	default:
 		return append(dst, u.Raw...)
 	}
 	if len(u.User) > 0 {
-		dst = appendUnescaped(dst, u.User)
+		dst = sip.AppendUnescaped(dst, u.User)
 		dst = append(dst, '@')
 	}
 	for _, c := range u.Host {
@@ -28,34 +28,6 @@ func AppendAOR(dst []byte, u *sip.URI) []byte {
 		dst = append(dst, c)
 	}
 	return dst
-}
-
-func appendUnescaped(dst, s []byte) []byte {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) {
-			h, ok1 := unhex(s[i+1])
-			l, ok2 := unhex(s[i+2])
-			if ok1 && ok2 {
-				dst = append(dst, h<<4|l)
-				i += 2
-				continue
-			}
-		}
-		dst = append(dst, s[i])
-	}
-	return dst
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // ParseRegister fills r from a parsed REGISTER: the AOR from the To URI,

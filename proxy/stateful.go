@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"net/netip"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -323,7 +324,7 @@ func (t *txTable) lockBranch(branch []byte) (b *txBucket, cl *cell, i int) {
 // forwardUp sends response m (our Via removed) to the caller; keep stores
 // it as the last response for retransmissions.
 func (t *txTable) forwardUp(cl *cell, m *sip.Message, out Sender, sc *scratch, keep bool) {
-	if !removeOwnVia(m) {
+	if !m.RemoveTopVia() {
 		return
 	}
 	b, err := m.AppendTo(sc.buf[:0])
@@ -336,9 +337,6 @@ func (t *txTable) forwardUp(cl *cell, m *sip.Message, out Sender, sc *scratch, k
 	}
 	t.srv.sendFrom(out, cl.local, b, cl.rspDst)
 }
-
-// removeOwnVia records the removal of the top Via value.
-func removeOwnVia(m *sip.Message) bool { return m.RemoveTopVia() }
 
 func (t *txTable) inviteResponse(cl *cell, i int, m *sip.Message, code int, out Sender, sc *scratch) {
 	br := cl.br[i]
@@ -402,7 +400,7 @@ func (t *txTable) inviteResponse(cl *cell, i int, m *sip.Message, code int, out 
 			t.ackBranch(cl, br, m, out, sc)
 			br.state, br.code, br.local = bCompleted, code, false
 			cl.wheel.Start(&br.tTimeout, 32*time.Second) // timer D
-			if removeOwnVia(m) {
+			if m.RemoveTopVia() {
 				if b, err := m.AppendTo(sc.buf[:0]); err == nil {
 					setBuf(&br.rsp, b)
 				}
@@ -469,7 +467,7 @@ func (t *txTable) nonInviteResponse(cl *cell, i int, m *sip.Message, code int, o
 		}
 		return
 	}
-	if removeOwnVia(m) {
+	if m.RemoveTopVia() {
 		if b, err := m.AppendTo(sc.buf[:0]); err == nil {
 			setBuf(&br.rsp, b)
 		}
@@ -655,24 +653,10 @@ func rewriteStatus(dst, src []byte, code int, reason string) []byte {
 		return append(dst, src...)
 	}
 	dst = append(dst, "SIP/2.0 "...)
-	dst = appendInt(dst, code)
+	dst = strconv.AppendInt(dst, int64(code), 10)
 	dst = append(dst, ' ')
 	dst = append(dst, reason...)
 	return append(dst, src[i:]...)
-}
-
-func appendInt(b []byte, n int) []byte {
-	var d [20]byte
-	i := len(d)
-	for {
-		i--
-		d[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return append(b, d[i:]...)
 }
 
 // mergeChallenges writes the 401/407 src with the WWW-Authenticate and

@@ -293,6 +293,17 @@ func unescapedEqual(a, b []byte) bool {
 	return i == len(a) && j == len(b)
 }
 
+// AppendUnescaped appends s with its %XX escapes decoded (a malformed
+// escape is kept as written).
+func AppendUnescaped(dst, s []byte) []byte {
+	for i := 0; i < len(s); {
+		c, n := unescapeAt(s, i)
+		dst = append(dst, c)
+		i += n
+	}
+	return dst
+}
+
 func unescapeAt(s []byte, i int) (byte, int) {
 	if s[i] == '%' && i+2 < len(s) {
 		h, ok1 := unhex(s[i+1])
