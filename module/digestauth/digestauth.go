@@ -8,8 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/veloxsip/velox/auth"
@@ -44,8 +46,11 @@ type Auth struct {
 	maxFail  int
 
 	mu       sync.Mutex
-	failures map[string]int // per source IP, reset on success
-	cache    sync.Map       // user → cachedUser
+	failures map[netip.Addr]int // per source IP, reset on success
+	nfail    atomic.Int32       // len(failures): success skips the lock when 0
+
+	cacheMu sync.RWMutex
+	cache   map[string]cachedUser // user → subscriber, for a few seconds
 }
 
 type cachedUser struct {
@@ -85,23 +90,27 @@ func New(o Options, srv *proxy.Server) (*Auth, error) {
 		o.MaxFailures = 3
 	}
 	return &Auth{a: a, db: v.(*store.DB), realm: strings.ToLower(o.Realm), identity: !o.NoIdentityCheck,
-		maxFail: o.MaxFailures, failures: map[string]int{}}, nil
+		maxFail: o.MaxFailures, failures: map[netip.Addr]int{}, cache: map[string]cachedUser{}}, nil
 }
 
-// user returns the subscriber, cached for a few seconds.
-func (s *Auth) user(name string, now time.Time) (store.User, bool) {
-	if v, ok := s.cache.Load(name); ok {
-		if c := v.(cachedUser); now.Before(c.expiry) {
-			return c.u, c.found
-		}
+// user returns the subscriber, cached for a few seconds. The lookup by
+// []byte does not allocate.
+func (s *Auth) user(name []byte, now time.Time) (store.User, bool) {
+	s.cacheMu.RLock()
+	c, ok := s.cache[string(name)]
+	s.cacheMu.RUnlock()
+	if ok && now.Before(c.expiry) {
+		return c.u, c.found
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	u, found, err := s.db.GetUser(ctx, name, s.realm)
+	u, found, err := s.db.GetUser(ctx, string(name), s.realm)
 	if err != nil {
 		return u, false
 	}
-	s.cache.Store(name, cachedUser{u: u, found: found, expiry: now.Add(5 * time.Second)})
+	s.cacheMu.Lock()
+	s.cache[string(name)] = cachedUser{u: u, found: found, expiry: now.Add(5 * time.Second)}
+	s.cacheMu.Unlock()
 	return u, found
 }
 
@@ -124,7 +133,7 @@ func (s *Auth) Handle(c *proxy.Context) proxy.Action {
 		s.challenge(c, isProxy, false, now)
 		return proxy.Stop
 	}
-	u, ok := s.user(string(cr.Username), now)
+	u, ok := s.user(cr.Username, now)
 	res := auth.BadCredentials
 	if ok {
 		if ha1, has := u.HA1(cr.Algorithm.Base().String()); has {
@@ -137,19 +146,23 @@ func (s *Auth) Handle(c *proxy.Context) proxy.Action {
 			c.Reply(403, "Authentication Identity Mismatch")
 			return proxy.Stop
 		}
-		s.mu.Lock()
-		delete(s.failures, c.Src.Addr().String())
-		s.mu.Unlock()
+		if s.nfail.Load() > 0 {
+			s.mu.Lock()
+			delete(s.failures, c.Src.Addr())
+			s.nfail.Store(int32(len(s.failures)))
+			s.mu.Unlock()
+		}
 		return proxy.Continue
 	case auth.Stale, auth.Replay:
 		s.challenge(c, isProxy, true, now)
 	case auth.Malformed:
 		c.Reply(400, "Malformed Authorization")
 	default:
-		key := c.Src.Addr().String()
+		key := c.Src.Addr()
 		s.mu.Lock()
 		s.failures[key]++
 		n := s.failures[key]
+		s.nfail.Store(int32(len(s.failures)))
 		s.mu.Unlock()
 		if n >= s.maxFail {
 			c.Reply(403, "Forbidden")

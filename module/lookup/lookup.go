@@ -98,7 +98,7 @@ func (l *Lookup) Handle(c *proxy.Context) proxy.Action {
 			x = append(x, "Contact: <"...)
 			x = append(x, bs[i].Contact...)
 			x = append(x, ">;q="...)
-			x = strconv.AppendFloat(x, float64(bs[i].Q)/1000, 'f', -1, 64)
+			x = registrar.AppendQ(x, bs[i].Q)
 			x = append(x, ";expires="...)
 			x = strconv.AppendInt(x, int64(bs[i].ExpiresIn(now)), 10)
 			x = append(x, "\r\n"...)

@@ -249,7 +249,7 @@ func appendContacts(dst []byte, bs []location.Binding, now time.Time, m *sip.Mes
 		dst = strconv.AppendInt(dst, int64(b.ExpiresIn(now)), 10)
 		if b.Q != 1000 {
 			dst = append(dst, ";q="...)
-			dst = appendQ(dst, b.Q)
+			dst = AppendQ(dst, b.Q)
 		}
 		if b.Instance != "" {
 			dst = append(dst, `;+sip.instance="<`...)
@@ -275,10 +275,13 @@ func appendContacts(dst []byte, bs []location.Binding, now time.Time, m *sip.Mes
 	return append(dst, "\r\n"...)
 }
 
-// appendQ writes a q-value in thousandths as 0.xyz.
-func appendQ(dst []byte, q int) []byte {
+// AppendQ writes a q-value in thousandths as a qvalue: 1, 0.5, 0.125.
+func AppendQ(dst []byte, q int) []byte {
 	if q >= 1000 {
 		return append(dst, '1')
+	}
+	if q <= 0 {
+		return append(dst, '0')
 	}
 	dst = append(dst, '0', '.', byte('0'+q/100), byte('0'+q/10%10), byte('0'+q%10))
 	for dst[len(dst)-1] == '0' && dst[len(dst)-2] != '.' {
