@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -31,7 +32,20 @@ type Config struct {
 	// 2xx and without a destination left (Kamailio's failure_route).
 	Failure      []Step
 	Transactions Transactions
+	Connections  Connections
 	File         string // where it was loaded from
+}
+
+// Connections configures the stream transports (TCP, TLS, WS, WSS): the
+// connection table shared by their listeners. Zero values take the
+// transport's defaults.
+type Connections struct {
+	Workers        int           // messages handled at once; 0: number of CPUs
+	Max            int           // open connections; beyond it new ones are refused
+	IdleTimeout    time.Duration // a connection silent this long is closed
+	MaxMessage     int           // bytes; a larger message closes the connection
+	ConnectTimeout time.Duration // outgoing connect and TLS handshake
+	MaxQueue       int           // bytes waiting to be written to one connection
 }
 
 // Transactions configures the transaction layer (the relay module).
@@ -51,14 +65,25 @@ type LogConfig struct {
 
 // Listener is one listening socket.
 type Listener struct {
-	Proto         string // "udp"
+	Proto         string // "udp", "tcp", "tls", "ws" or "wss"
 	Addr          netip.AddrPort
-	Workers       int    // 0: number of CPUs
-	RecvBuffer    int    // bytes; 0: default
-	SendBuffer    int    // bytes; 0: OS default
-	Advertise     string // host put in Via/Record-Route instead of the bound address
-	AdvertisePort uint16 // port for Advertise; 0: the bound port
+	Workers       int      // UDP: 0 is the number of CPUs
+	RecvBuffer    int      // bytes; 0: default
+	SendBuffer    int      // bytes; 0: OS default
+	Advertise     string   // host put in Via/Record-Route instead of the bound address
+	AdvertisePort uint16   // port for Advertise; 0: the bound port
+	TLS           TLS      // tls and wss listeners
+	Origins       []string // ws and wss: allowed Origin values; empty: any
 	Pos           Pos
+}
+
+// TLS is a tls or wss listener's certificate setup. File names are
+// relative to the config file.
+type TLS struct {
+	Cert, Key         string               // PEM files of the default certificate
+	SNI               map[string][2]string // server name → cert and key files
+	ClientCA          string               // PEM CA bundle: verify client certificates
+	RequireClientCert bool                 // with ClientCA: refuse clients without one
 }
 
 // Step is one entry of a pipeline: a module, its condition and its options.
@@ -166,8 +191,10 @@ func Parse(name string, data []byte) (*Config, error) {
 			cfg.Failure = p.parseSteps(v, "failure")
 		case "transactions":
 			p.parseTransactions(v, &cfg.Transactions)
+		case "connections":
+			p.parseConnections(v, &cfg.Connections)
 		default:
-			p.errorf(k, "unknown key %q (known: log, listeners, transactions, request, failure)", k.Value)
+			p.errorf(k, "unknown key %q (known: log, listeners, transactions, connections, request, failure)", k.Value)
 		}
 	}
 	if !seen["listeners"] {
@@ -283,6 +310,7 @@ func (p *parser) parseListeners(n *yaml.Node, cfg *Config) {
 		switch item.Kind {
 		case yaml.ScalarNode:
 			p.parseAddress(item, &l)
+			p.checkListener(item, &l)
 		case yaml.MappingNode:
 			hasAddr := false
 			for i := 0; i+1 < len(item.Content); i += 2 {
@@ -299,13 +327,26 @@ func (p *parser) parseListeners(n *yaml.Node, cfg *Config) {
 					l.SendBuffer = p.size(v, "send_buffer")
 				case "advertise":
 					p.parseAdvertise(v, &l)
+				case "tls_cert":
+					l.TLS.Cert = p.fileName(v, "tls_cert")
+				case "tls_key":
+					l.TLS.Key = p.fileName(v, "tls_key")
+				case "tls_client_ca":
+					l.TLS.ClientCA = p.fileName(v, "tls_client_ca")
+				case "tls_require_client_cert":
+					l.TLS.RequireClientCert = p.boolean(v, "tls_require_client_cert")
+				case "tls_sni":
+					l.TLS.SNI = p.parseSNI(v)
+				case "origins":
+					l.Origins = p.strings(v, "origins")
 				default:
-					p.errorf(k, "unknown listener key %q (known: address, workers, recv_buffer, send_buffer, advertise)", k.Value)
+					p.errorf(k, "unknown listener key %q (known: address, workers, recv_buffer, send_buffer, advertise, tls_cert, tls_key, tls_client_ca, tls_require_client_cert, tls_sni, origins)", k.Value)
 				}
 			}
 			if !hasAddr {
 				p.errorf(item, "listener without address")
 			}
+			p.checkListener(item, &l)
 		default:
 			p.errorf(item, "a listener is an address string or a mapping with address")
 			continue
@@ -330,12 +371,9 @@ func (p *parser) parseAddress(v *yaml.Node, l *Listener) {
 	}
 	proto = strings.ToLower(proto)
 	switch proto {
-	case "udp":
-	case "tcp", "tls", "ws", "wss":
-		p.errorf(v, "listener address %q: transport %s is not available yet (only udp)", v.Value, proto)
-		return
+	case "udp", "tcp", "tls", "ws", "wss":
 	default:
-		p.errorf(v, "listener address %q: unknown transport %q (want udp)", v.Value, proto)
+		p.errorf(v, "listener address %q: unknown transport %q (want udp, tcp, tls, ws or wss)", v.Value, proto)
 		return
 	}
 	ap, err := netip.ParseAddrPort(rest)
@@ -537,4 +575,137 @@ func keyList(keys map[string]bool) string {
 		}
 	}
 	return strings.Join(s, ", ")
+}
+
+// checkListener checks the keys that depend on the listener's transport.
+func (p *parser) checkListener(n *yaml.Node, l *Listener) {
+	secure := l.Proto == "tls" || l.Proto == "wss"
+	hasTLS := l.TLS.Cert != "" || l.TLS.Key != "" || l.TLS.ClientCA != "" || l.TLS.RequireClientCert || len(l.TLS.SNI) > 0
+	switch {
+	case l.Proto == "":
+	case secure && (l.TLS.Cert == "" || l.TLS.Key == ""):
+		p.errorf(n, "%s listener needs tls_cert and tls_key", l.Proto)
+	case !secure && hasTLS:
+		p.errorf(n, "tls_* keys apply to tls and wss listeners only (this one is %s)", l.Proto)
+	}
+	if l.TLS.RequireClientCert && l.TLS.ClientCA == "" {
+		p.errorf(n, "tls_require_client_cert needs tls_client_ca")
+	}
+	if len(l.Origins) > 0 && l.Proto != "ws" && l.Proto != "wss" {
+		p.errorf(n, "origins apply to ws and wss listeners only (this one is %s)", l.Proto)
+	}
+	if l.Proto != "udp" && l.Proto != "" && (l.RecvBuffer != 0 || l.SendBuffer != 0 || l.Workers != 0) {
+		p.errorf(n, "workers, recv_buffer and send_buffer apply to udp listeners (stream listeners share the workers set under connections:)")
+	}
+}
+
+// file2 returns a file name relative to the config file's folder, and
+// reports a file that cannot be read.
+func (p *parser) fileName(v *yaml.Node, what string) string {
+	name := v.Value
+	if name == "" {
+		p.errorf(v, "%s is empty", what)
+		return ""
+	}
+	if !filepath.IsAbs(name) && p.file != "" && p.file != "<default>" {
+		name = filepath.Join(filepath.Dir(p.file), name)
+	}
+	if _, err := os.Stat(name); err != nil {
+		p.errorf(v, "%s: %v", what, err)
+	}
+	return name
+}
+
+func (p *parser) boolean(v *yaml.Node, what string) bool {
+	switch v.Value {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	p.errorf(v, "%s: want true or false", what)
+	return false
+}
+
+func (p *parser) strings(v *yaml.Node, what string) []string {
+	if v.Kind != yaml.SequenceNode {
+		p.errorf(v, "%s must be a list", what)
+		return nil
+	}
+	var out []string
+	for _, e := range v.Content {
+		if e.Kind != yaml.ScalarNode || e.Value == "" {
+			p.errorf(e, "%s: want non-empty strings", what)
+			continue
+		}
+		out = append(out, e.Value)
+	}
+	return out
+}
+
+// parseSNI parses `tls_sni: {name: {cert: FILE, key: FILE}, …}`.
+func (p *parser) parseSNI(v *yaml.Node) map[string][2]string {
+	if v.Kind != yaml.MappingNode {
+		p.errorf(v, "tls_sni must be a mapping of server name to {cert, key}")
+		return nil
+	}
+	out := map[string][2]string{}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		k, e := v.Content[i], v.Content[i+1]
+		if e.Kind != yaml.MappingNode {
+			p.errorf(e, "tls_sni %s: want {cert: FILE, key: FILE}", k.Value)
+			continue
+		}
+		var ck [2]string
+		for j := 0; j+1 < len(e.Content); j += 2 {
+			kk, vv := e.Content[j], e.Content[j+1]
+			switch kk.Value {
+			case "cert":
+				ck[0] = p.fileName(vv, "tls_sni cert")
+			case "key":
+				ck[1] = p.fileName(vv, "tls_sni key")
+			default:
+				p.errorf(kk, "unknown tls_sni key %q (known: cert, key)", kk.Value)
+			}
+		}
+		if ck[0] == "" || ck[1] == "" {
+			p.errorf(e, "tls_sni %s: needs cert and key", k.Value)
+		}
+		out[strings.ToLower(k.Value)] = ck
+	}
+	return out
+}
+
+func (p *parser) parseConnections(n *yaml.Node, cc *Connections) {
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "connections must be a mapping")
+		return
+	}
+	dur := func(v *yaml.Node, d *time.Duration) {
+		x, err := time.ParseDuration(v.Value)
+		if err != nil || x <= 0 {
+			p.errorf(v, "%q is not a positive duration (e.g. 5s, 10m)", v.Value)
+			return
+		}
+		*d = x
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "workers":
+			cc.Workers = p.intIn(v, "workers", 1, 1024)
+		case "max":
+			cc.Max = p.intIn(v, "max", 1, 10_000_000)
+		case "idle_timeout":
+			dur(v, &cc.IdleTimeout)
+		case "connect_timeout":
+			dur(v, &cc.ConnectTimeout)
+		case "max_message":
+			cc.MaxMessage = p.size(v, "max_message")
+		case "max_queue":
+			cc.MaxQueue = p.size(v, "max_queue")
+		default:
+			p.errorf(k, "unknown connections key %q (known: workers, max, idle_timeout, connect_timeout, max_message, max_queue)", k.Value)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/veloxsip/velox/sip"
+	"github.com/veloxsip/velox/transport"
 	"github.com/veloxsip/velox/txn"
 )
 
@@ -77,9 +78,10 @@ func DefaultFailover(code int) bool {
 // branch is one client transaction of a cell.
 type branch struct {
 	dst      netip.AddrPort
-	req      *msgBuf // the request as sent; the ACK once a non-2xx final came
-	rsp      *msgBuf // the final response held for §16.7 selection
-	cancel   *msgBuf // our CANCEL while it is retransmitted
+	li       *listenerInfo // the listener it is sent from
+	req      *msgBuf       // the request as sent; the ACK once a non-2xx final came
+	rsp      *msgBuf       // the final response held for §16.7 selection
+	cancel   *msgBuf       // our CANCEL while it is retransmitted
 	state    uint8
 	cancelSt uint8
 	code     int // the final (or last provisional) status; 408 for a local timeout
@@ -111,11 +113,12 @@ type cell struct {
 	finalSent  bool
 	code       int // status of the last response sent upstream
 
-	src, local netip.AddrPort
-	rspDst     netip.AddrPort
-	req        *msgBuf // the request as received
-	rsp        *msgBuf // the last response sent upstream
-	retrIv     time.Duration
+	src    netip.AddrPort
+	li     *listenerInfo // the listener the request came in on
+	rspDst netip.AddrPort
+	req    *msgBuf // the request as received
+	rsp    *msgBuf // the last response sent upstream
+	retrIv time.Duration
 
 	// What building a further branch from req needs.
 	recordRoute bool
@@ -173,8 +176,9 @@ func (c *cell) stopTimers() {
 
 // Target is one destination of a stateful relay.
 type Target struct {
-	Addr netip.AddrPort // where the branch is sent
-	URI  []byte         // its Request-URI; nil keeps the request's
+	Addr  netip.AddrPort  // where the branch is sent
+	Proto transport.Proto // over which transport; 0 is UDP
+	URI   []byte          // its Request-URI; nil keeps the request's
 	// Route holds complete header lines (each ending in CRLF) put at the
 	// top of this branch's request, e.g. the Route set from a Path.
 	Route []byte
@@ -185,6 +189,7 @@ type Target struct {
 // cell's tbuf.
 type target struct {
 	addr       netip.AddrPort
+	proto      transport.Proto
 	uri, route []byte
 	q, group   int
 }
@@ -210,7 +215,7 @@ func (c *cell) setDests(ts []Target, opt RelayOptions) {
 		c.tbuf = getBuf(n) // never grows below: the slices stay valid
 	}
 	for i := range ts {
-		t := target{addr: ts[i].Addr, q: ts[i].Q}
+		t := target{addr: ts[i].Addr, proto: ts[i].Proto, q: ts[i].Q}
 		if len(ts[i].URI) > 0 {
 			s := len(c.tbuf.b)
 			c.tbuf.b = append(c.tbuf.b, ts[i].URI...)
@@ -257,8 +262,9 @@ func (c *cell) setKey(key []byte) {
 	}
 }
 
-// newBranch adds a branch to c; nil when the cell is full.
-func (c *cell) newBranch(dst netip.AddrPort) (*branch, int) {
+// newBranch adds a branch to c that sends to dst from li; nil when the
+// cell is full.
+func (c *cell) newBranch(dst netip.AddrPort, li *listenerInfo) (*branch, int) {
 	if c.nbr == MaxBranches {
 		return nil, -1
 	}
@@ -272,7 +278,7 @@ func (c *cell) newBranch(dst netip.AddrPort) (*branch, int) {
 	i := c.nbr
 	c.nbr++
 	b := c.br[i]
-	b.dst = dst
+	b.dst, b.li = dst, li
 	b.state, b.cancelSt, b.code, b.local = bCalling, cNone, 0, false
 	b.tRetr.Owner, b.tTimeout.Owner, b.tCancel.Owner = c, c, c
 	b.tRetr.Kind = kBrRetr | uint8(i)

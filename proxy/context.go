@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/veloxsip/velox/sip"
+	"github.com/veloxsip/velox/transport"
 )
 
 // Sender is where a worker queues outgoing datagrams: transport.Out, or a
@@ -16,8 +17,10 @@ type Sender interface {
 	Buffer() []byte
 	// Send queues b, normally built in Buffer, for dst.
 	Send(b []byte, dst netip.AddrPort)
-	// Local is the address of the socket the worker serves.
+	// Local is the address of the listener the worker serves.
 	Local() netip.AddrPort
+	// Proto is that listener's transport.
+	Proto() transport.Proto
 }
 
 // Action tells the pipeline what to do after a step.
@@ -62,13 +65,14 @@ type Pipeline []Step
 // One Context per worker is reused for every message.
 type Context struct {
 	Msg   *sip.Message
-	Src   netip.AddrPort // where the request came from
-	Local netip.AddrPort // the socket it arrived on
-	Proto string         // "udp"
+	Src   netip.AddrPort  // where the request came from
+	Local netip.AddrPort  // the listener it arrived on
+	Proto transport.Proto // that listener's transport
 
 	srv *Server
 	out Sender
 	st  *WorkerStats
+	li  *listenerInfo // the listener it arrived on
 
 	// Routed is set by loose routing when a Route header decided the next
 	// hop (an in-dialog or pre-routed request); NextHop is then that hop.
@@ -131,7 +135,8 @@ func (c *Context) TargetText(n int) []byte {
 
 func (c *Context) reset(m *sip.Message, src netip.AddrPort, out Sender) {
 	c.Msg, c.Src, c.out = m, src, out
-	c.Local = out.Local()
+	c.Local, c.Proto = out.Local(), out.Proto()
+	c.li = c.srv.self.listener(c.Proto, c.Local)
 	c.Routed, c.RecordRoute, c.Done = false, false, false
 	c.MaxForwardsLimit, c.FailureCode = 0, 0
 	c.NextHop = sip.URI{}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/veloxsip/velox/pipeline/cond"
 	"github.com/veloxsip/velox/sip"
+	"github.com/veloxsip/velox/transport"
 )
 
 // Context is the environment step conditions are evaluated in.
@@ -63,9 +64,21 @@ func nameAddrField(na *sip.NameAddr, err error, which cond.Var) []byte {
 	}
 }
 
-var protoNames = map[string][]byte{"udp": []byte("udp"), "tcp": []byte("tcp"), "tls": []byte("tls"), "ws": []byte("ws"), "wss": []byte("wss")}
+// protoNames holds each transport's name as bytes, so that a condition
+// reads it without converting.
+var protoNames = func() (n [transport.WSS + 1][]byte) {
+	for p := transport.UDP; p <= transport.WSS; p++ {
+		n[p] = []byte(p.String())
+	}
+	return n
+}()
 
-func protoBytes(p string) []byte { return protoNames[p] }
+func protoBytes(p transport.Proto) []byte {
+	if int(p) < len(protoNames) {
+		return protoNames[p]
+	}
+	return nil
+}
 
 // Int returns an integer field of the request.
 func (c *Context) Int(v cond.IntVar) int {

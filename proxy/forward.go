@@ -2,11 +2,13 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"hash/maphash"
 	"net/netip"
 	"strconv"
 
 	"github.com/veloxsip/velox/sip"
+	"github.com/veloxsip/velox/transport"
 )
 
 // branchPrefix starts every branch this server generates: the RFC 3261
@@ -59,9 +61,13 @@ func (s *Server) toTag(dst []byte, m *sip.Message) []byte {
 }
 
 // responseDest is where a response to request m goes (RFC 3261 §18.2.2 and
-// RFC 3581): the source IP, and the source port when the Via asks for
-// rport, else the sent-by port.
+// RFC 3581): over a connection, back to its source (the connection
+// itself); over UDP the source IP, and the source port when the Via asks
+// for rport, else the sent-by port.
 func (s *Server) responseDest(c *Context, m *sip.Message) (netip.AddrPort, bool) {
+	if c.Proto.Reliable() {
+		return c.Src, c.Src.IsValid()
+	}
 	v, err := m.TopVia()
 	if err != nil {
 		// A broken Via cannot route the answer: the source address is
@@ -78,13 +84,26 @@ func (s *Server) responseDest(c *Context, m *sip.Message) (netip.AddrPort, bool)
 	return netip.AddrPortFrom(c.Src.Addr(), port), true
 }
 
+// Dest is where a request goes: an address and the transport that
+// reaches it.
+type Dest struct {
+	Addr  netip.AddrPort
+	Proto transport.Proto // 0 is UDP
+}
+
 // Forward sends the request statelessly to dst (RFC 3261 §16.6, §16.11):
 // loop check, Max-Forwards, received/rport on the previous hop's Via, our
 // Via with a branch that is the same for a retransmission, Record-Route when
-// asked for.
-func (c *Context) Forward(dst netip.AddrPort) {
+// asked for (two of them, RFC 5658, when the request changes transport or
+// interface).
+func (c *Context) Forward(dst Dest) {
 	c.Done = true
-	loop, ok := c.prepareForward(dst)
+	li := c.srv.self.outListener(c.li, dst.Proto, dst.Addr)
+	if li == nil {
+		c.Reply(503, "Transport Not Available")
+		return
+	}
+	loop, ok := c.prepareForward(dst.Addr)
 	if !ok {
 		return
 	}
@@ -94,8 +113,8 @@ func (c *Context) Forward(dst netip.AddrPort) {
 	br = appendHex64(br, loop)
 	br = append(br, '.')
 	br = appendHex64(br, c.txHash(top))
-	c.addVia(br)
-	c.send(dst)
+	c.addVia(li, br)
+	c.send(li, dst.Addr)
 }
 
 // prepareForward runs the checks and edits every forwarded copy of the
@@ -130,13 +149,20 @@ func (c *Context) prepareForward(dst netip.AddrPort) (loop uint64, ok bool) {
 	}
 	top, _ := m.TopVia()
 
-	// RFC 3581 / §18.2.1: received and rport on the sender's Via.
+	// RFC 3581 / §18.2.1: received and rport on the sender's Via. Over a
+	// connection both are always added: the port is the connection's, and
+	// responses must find their way back to it (WebSocket clients put an
+	// unresolvable .invalid host there).
 	src := c.Src.Addr()
 	sentBy, isIP := ParseIP(top.Host)
-	if top.HasRPort {
-		// The rport value first: when rport is the last parameter both
-		// insertions fall at the same offset and keep this order.
-		if len(top.RPort) == 0 {
+	if top.HasRPort || c.Proto.Reliable() {
+		if !top.HasRPort {
+			t := append(m.Scratch(), ";rport="...)
+			t = strconv.AppendUint(t, uint64(c.Src.Port()), 10)
+			m.InsertAt(top.Raw, true, t)
+		} else if len(top.RPort) == 0 {
+			// The rport value first: when rport is the last parameter both
+			// insertions fall at the same offset and keep this order.
 			t := append(m.Scratch(), '=')
 			t = strconv.AppendUint(t, uint64(c.Src.Port()), 10)
 			m.InsertAt(top.RPortName(), true, t)
@@ -165,29 +191,47 @@ func (c *Context) prepareForward(dst netip.AddrPort) (loop uint64, ok bool) {
 	return loop, true
 }
 
-// addVia puts our Via with the given branch (and our Record-Route when
-// asked for) before every other header.
-func (c *Context) addVia(branch []byte) {
+// addVia puts our Via for the listener li the request leaves from, with
+// the given branch, before every other header, and our Record-Route when
+// asked for: one, or two with ;r2=on when li is not the listener the
+// request came in on (RFC 5658) — the outgoing one first, since the callee
+// reads the route set from the top.
+func (c *Context) addVia(li *listenerInfo, branch []byte) {
 	m := c.Msg
-	li := c.srv.self.listener(c.Local)
 	t := append(m.Scratch(), li.viaPrefix...)
 	t = append(t, branch...)
 	t = append(t, "\r\n"...)
 	if c.RecordRoute {
-		t = append(t, li.rr...)
+		if li == c.li {
+			t = append(t, li.rr...)
+		} else {
+			t = append(t, li.rr2...)
+			t = append(t, c.li.rr2...)
+		}
 	}
 	m.InsertHeaderFirst(t)
 }
 
-func (c *Context) send(dst netip.AddrPort) {
+// send writes the request to dst from the listener li.
+func (c *Context) send(li *listenerInfo, dst netip.AddrPort) {
 	b, err := c.Msg.AppendTo(c.out.Buffer())
 	if err != nil {
 		c.srv.log.Warn("proxy: cannot write message", "err", err)
 		c.st.Dropped.Add(1)
 		return
 	}
-	c.out.Send(b, dst)
+	c.srv.sendBuilt(c.out, li, b, dst)
 	c.st.Forwarded.Add(1)
+}
+
+// sendBuilt sends b, built in out.Buffer(), to dst from li: through out
+// when it serves li, else through li's Conn.
+func (s *Server) sendBuilt(out Sender, li *listenerInfo, b []byte, dst netip.AddrPort) {
+	if out.Local() == li.local && out.Proto() == li.proto {
+		out.Send(b, dst)
+	} else if li.conn != nil {
+		_ = li.conn.WriteTo(b, dst)
+	}
 }
 
 // loopHash is the loop-detection part of our branch (§16.6 step 8): a hash
@@ -294,25 +338,54 @@ func appendAddr(b []byte, a netip.Addr) []byte {
 	return a.Unmap().AppendTo(b)
 }
 
-// URIDest returns the address a request for URI u is sent to: its maddr or
-// host, and its port (5060, or 5061 for sips, when absent).
-func (s *Server) URIDest(u *sip.URI) (netip.AddrPort, error) {
+// errTransport is URIDest's error for a transport velox does not speak.
+var errTransport = errors.New("unsupported transport")
+
+// URIProto is the transport a URI asks for: its transport parameter,
+// TLS for sips (WSS with transport=ws), UDP by default. false for a
+// transport velox does not speak (sctp).
+func URIProto(u *sip.URI) (transport.Proto, bool) {
+	p := transport.UDP
+	if tp := u.Transport(); len(tp) > 0 {
+		var ok bool
+		if p, ok = transport.ParseProto(string(tp)); !ok {
+			return 0, false
+		}
+	}
+	if u.Scheme == sip.SchemeSIPS {
+		switch p {
+		case transport.UDP, transport.TCP:
+			p = transport.TLS
+		case transport.WS:
+			p = transport.WSS
+		}
+	}
+	return p, true
+}
+
+// URIDest returns where a request for URI u is sent: its maddr or host,
+// its port (5060, or 5061 over TLS, when absent) and its transport.
+func (s *Server) URIDest(u *sip.URI) (Dest, error) {
+	proto, ok := URIProto(u)
+	if !ok {
+		return Dest{}, errTransport
+	}
 	host := u.Host
 	if ma, ok := u.Param("maddr"); ok && len(ma) > 0 {
 		host = ma
 	}
 	a, err := s.resolver.Resolve(host)
 	if err != nil {
-		return netip.AddrPort{}, err
+		return Dest{}, err
 	}
 	port := u.Port
 	if port == 0 {
 		port = 5060
-		if u.Scheme == sip.SchemeSIPS {
+		if proto.Secure() {
 			port = 5061
 		}
 	}
-	return netip.AddrPortFrom(a, port), nil
+	return Dest{netip.AddrPortFrom(a, port), proto}, nil
 }
 
 // forwardResponse sends a response on along the Via chain (§16.11): the
@@ -332,6 +405,11 @@ func (s *Server) forwardResponse(c *Context, m *sip.Message, out Sender) {
 		return
 	}
 	m.RemoveTopVia()
+	proto, ok := transport.ParseProto(string(v.Transport))
+	if !ok {
+		st.Dropped.Add(1)
+		return
+	}
 	var dst netip.AddrPort
 	host := v.Host
 	if len(v.Received) > 0 {
@@ -352,12 +430,17 @@ func (s *Server) forwardResponse(c *Context, m *sip.Message, out Sender) {
 		port = 5060
 	}
 	dst = netip.AddrPortFrom(a, port)
+	li := s.self.outListener(c.li, proto, dst)
+	if li == nil {
+		st.Dropped.Add(1)
+		return
+	}
 	b, err := m.AppendTo(out.Buffer())
 	if err != nil {
 		st.Dropped.Add(1)
 		return
 	}
-	out.Send(b, dst)
+	s.sendBuilt(out, li, b, dst)
 	st.ResponsesForwarded.Add(1)
 }
 
@@ -384,7 +467,7 @@ func parsePort(b []byte) (uint16, bool) {
 // next hop loose routing chose, else the Request-URI. A failure comes as
 // the status and reason to reply with (404 for a Request-URI naming this
 // server, 503 when the host does not resolve).
-func NextHop(c *Context) (dst netip.AddrPort, code int, reason string) {
+func NextHop(c *Context) (dst Dest, code int, reason string) {
 	if c.Routed {
 		d, err := c.srv.URIDest(&c.NextHop)
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/veloxsip/velox/module/sanity"
 	"github.com/veloxsip/velox/proxy"
 	"github.com/veloxsip/velox/sip"
+	"github.com/veloxsip/velox/transport"
 )
 
 var (
@@ -32,8 +33,9 @@ type sent struct {
 	data string
 }
 
-func (r *recorder) Buffer() []byte        { return r.buf[:0] }
-func (r *recorder) Local() netip.AddrPort { return proxyAddr }
+func (r *recorder) Buffer() []byte         { return r.buf[:0] }
+func (r *recorder) Local() netip.AddrPort  { return proxyAddr }
+func (r *recorder) Proto() transport.Proto { return transport.UDP }
 func (r *recorder) Send(b []byte, dst netip.AddrPort) {
 	if !r.discard {
 		r.sent = append(r.sent, sent{dst, string(b)})
@@ -54,7 +56,7 @@ func newProxy(t testing.TB) (*proxy.Worker, *recorder) {
 		{Name: "loose-route", Handler: looseroute.New()},
 		{Name: "forward", Handler: fwd},
 	}, proxy.Options{})
-	srv.AddListener("udp", proxyAddr, "")
+	srv.AddListener(transport.UDP, proxyAddr, "")
 	w := srv.NewWorker(0).(*proxy.Worker)
 	return w, &recorder{buf: make([]byte, 0, 65535)}
 }
@@ -280,6 +282,7 @@ type nullSender struct{ buf []byte }
 
 func (s *nullSender) Buffer() []byte              { return s.buf[:0] }
 func (s *nullSender) Local() netip.AddrPort       { return proxyAddr }
+func (s *nullSender) Proto() transport.Proto      { return transport.UDP }
 func (s *nullSender) Send([]byte, netip.AddrPort) {}
 
 func BenchmarkWorkerForwardInvite(b *testing.B) {

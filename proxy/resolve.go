@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/veloxsip/velox/sip"
+	"github.com/veloxsip/velox/transport"
 )
 
 // Resolver turns the host of a URI or Via into an address. IP literals are
@@ -136,4 +139,41 @@ func ResolveHostPort(s string) (netip.AddrPort, error) {
 		a, _ = netip.AddrFromSlice(ips[0])
 	}
 	return netip.AddrPortFrom(a.Unmap(), uint16(n)), nil
+}
+
+// ParseDest turns a fixed destination into a Dest: "host[:port]" (UDP),
+// "proto:host[:port]" with proto udp, tcp, tls, ws or wss, or a SIP URI
+// ("sip:host:port;transport=tcp", "sips:host"). The port defaults to 5060,
+// 5061 over TLS. The host name is looked up once.
+func ParseDest(s string) (Dest, error) {
+	low := strings.ToLower(s)
+	if strings.HasPrefix(low, "sip:") || strings.HasPrefix(low, "sips:") {
+		var u sip.URI
+		if err := sip.ParseURI([]byte(s), &u); err != nil {
+			return Dest{}, fmt.Errorf("%q: %v", s, err)
+		}
+		proto, ok := URIProto(&u)
+		if !ok {
+			return Dest{}, fmt.Errorf("%q: unsupported transport", s)
+		}
+		hp := string(u.Host)
+		if u.Port != 0 {
+			hp = net.JoinHostPort(strings.Trim(hp, "[]"), strconv.Itoa(int(u.Port)))
+		} else if proto.Secure() {
+			hp = net.JoinHostPort(strings.Trim(hp, "[]"), "5061")
+		}
+		a, err := ResolveHostPort(hp)
+		return Dest{a, proto}, err
+	}
+	proto := transport.UDP
+	if p, rest, ok := strings.Cut(s, ":"); ok {
+		if pp, known := transport.ParseProto(p); known {
+			proto, s = pp, rest
+			if _, _, err := net.SplitHostPort(s); err != nil && proto.Secure() {
+				s = net.JoinHostPort(strings.Trim(s, "[]"), "5061")
+			}
+		}
+	}
+	a, err := ResolveHostPort(s)
+	return Dest{a, proto}, err
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/veloxsip/velox/sip"
+	"github.com/veloxsip/velox/transport"
 )
 
 // Identity is the set of addresses a server answers to: its listeners, the
@@ -14,7 +15,7 @@ import (
 // workers start and only read afterwards.
 type Identity struct {
 	hosts     []selfHost
-	listeners []listenerInfo
+	listeners []*listenerInfo
 }
 
 type selfHost struct {
@@ -22,14 +23,17 @@ type selfHost struct {
 	port uint16 // 0: any port
 }
 
-// listenerInfo holds the ready-made text a listener puts into messages.
+// listenerInfo holds the ready-made text a listener puts into messages
+// and the Conn that sends from it.
 type listenerInfo struct {
 	local     netip.AddrPort
-	proto     string
+	proto     transport.Proto
 	viaPrefix string // "Via: SIP/2.0/UDP host:port;branch="
 	rr        string // "Record-Route: <sip:host:port;lr>\r\n"
+	rr2       string // the same with ;r2=on, for the double Record-Route of RFC 5658
 	host      string // advertised host (IPv6 in brackets)
 	port      uint16
+	conn      Conn // nil until AddConn
 }
 
 // AddAlias adds a host or host:port the server answers to.
@@ -58,7 +62,7 @@ func (id *Identity) addHost(host string, port uint16) {
 
 // AddListener records a listener; advertise is the host[:port] to put in
 // Via and Record-Route instead of the bound address ("" for none).
-func (id *Identity) AddListener(proto string, local netip.AddrPort, advertise string) {
+func (id *Identity) AddListener(proto transport.Proto, local netip.AddrPort, advertise string) {
 	host, port := local.Addr().String(), local.Port()
 	if local.Addr().Is6() {
 		host = "[" + host + "]"
@@ -87,33 +91,71 @@ func (id *Identity) AddListener(proto string, local netip.AddrPort, advertise st
 		id.addHost(host, port)
 	}
 	hp := host + ":" + strconv.Itoa(int(port))
-	up := strings.ToUpper(proto)
-	li := listenerInfo{
+	uri := "<sip:" + hp
+	if proto != transport.UDP {
+		uri += ";transport=" + proto.String()
+	}
+	li := &listenerInfo{
 		local:     local,
 		proto:     proto,
-		viaPrefix: "Via: SIP/2.0/" + up + " " + hp + ";branch=",
-		rr:        "Record-Route: <sip:" + hp + ";lr>\r\n",
+		viaPrefix: "Via: SIP/2.0/" + proto.ViaName() + " " + hp + ";branch=",
+		rr:        "Record-Route: " + uri + ";lr>\r\n",
+		rr2:       "Record-Route: " + uri + ";r2=on;lr>\r\n",
 		host:      host,
 		port:      port,
-	}
-	if proto != "udp" {
-		li.rr = "Record-Route: <sip:" + hp + ";transport=" + proto + ";lr>\r\n"
 	}
 	id.listeners = append(id.listeners, li)
 }
 
-// listener returns the text of the listener bound to local (the first one
+// listener returns the listener of proto bound to local (the first one
 // when none matches).
-func (id *Identity) listener(local netip.AddrPort) *listenerInfo {
-	for i := range id.listeners {
-		if id.listeners[i].local == local {
-			return &id.listeners[i]
+func (id *Identity) listener(proto transport.Proto, local netip.AddrPort) *listenerInfo {
+	if proto == 0 {
+		proto = transport.UDP
+	}
+	for _, li := range id.listeners {
+		if li.local == local && li.proto == proto {
+			return li
 		}
 	}
 	if len(id.listeners) == 0 {
-		id.AddListener("udp", local, "")
+		id.AddListener(transport.UDP, local, "")
 	}
-	return &id.listeners[0]
+	return id.listeners[0]
+}
+
+// outListener chooses the listener a request leaves from when it goes to
+// dst over proto: the one it arrived on when that fits, else the first
+// listener of that transport and address family (a wildcard IPv6 one
+// serves both families). nil when no listener has that transport.
+func (id *Identity) outListener(in *listenerInfo, proto transport.Proto, dst netip.AddrPort) *listenerInfo {
+	if proto == 0 {
+		proto = transport.UDP
+	}
+	if in != nil && in.proto == proto && familyFits(in.local.Addr(), dst.Addr()) {
+		return in
+	}
+	var any *listenerInfo
+	for _, li := range id.listeners {
+		if li.proto != proto {
+			continue
+		}
+		if familyFits(li.local.Addr(), dst.Addr()) {
+			return li
+		}
+		if any == nil {
+			any = li
+		}
+	}
+	return any
+}
+
+// familyFits reports whether a socket bound to local can send to dst.
+func familyFits(local, dst netip.Addr) bool {
+	if local.Is4() || local.Is4In6() {
+		return dst.Is4() || dst.Is4In6()
+	}
+	return local.IsUnspecified() || !(dst.Is4() || dst.Is4In6())
 }
 
 // IsSelf reports whether host:port names this server. Port 0 means the
@@ -143,8 +185,8 @@ func (id *Identity) IsSelfURI(u *sip.URI) bool {
 // IsLocal reports whether dst is one of the server's own sockets (sending
 // there would loop).
 func (id *Identity) IsLocal(dst netip.AddrPort) bool {
-	for i := range id.listeners {
-		l := id.listeners[i].local
+	for _, li := range id.listeners {
+		l := li.local
 		if l.Port() != dst.Port() {
 			continue
 		}

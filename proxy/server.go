@@ -25,7 +25,6 @@ type Server struct {
 
 	tm      *txTable
 	failure atomic.Pointer[Pipeline]
-	conns   map[netip.AddrPort]Conn
 
 	sharedMu    sync.Mutex
 	shared      map[string]any
@@ -44,7 +43,7 @@ type Options struct {
 
 // NewServer returns a server running pipeline p.
 func NewServer(p Pipeline, opt Options) *Server {
-	s := &Server{seed: maphash.MakeSeed(), resolver: NewResolver(), log: opt.Logger, conns: map[netip.AddrPort]Conn{}}
+	s := &Server{seed: maphash.MakeSeed(), resolver: NewResolver(), log: opt.Logger}
 	s.tm = newTxTable(s, opt.Stateful)
 	if s.log == nil {
 		s.log = slog.Default()
@@ -65,10 +64,14 @@ func (s *Server) SetPipeline(p Pipeline) { s.pipeline.Store(&p) }
 // Its steps may Relay again to add branches to the same transaction.
 func (s *Server) SetFailurePipeline(p Pipeline) { s.failure.Store(&p) }
 
-// AddConn registers the socket bound to local, used to send from it
-// outside a worker's batch (timers, responses relayed across sockets).
-// Call it before Start.
-func (s *Server) AddConn(local netip.AddrPort, c Conn) { s.conns[local] = c }
+// AddConn registers how to send from the listener of proto bound to local
+// outside a worker's batch (timers, messages that change listener or
+// transport). Call it after AddListener and before Start.
+func (s *Server) AddConn(proto transport.Proto, local netip.AddrPort, c Conn) {
+	if li := s.self.listener(proto, local); li.local == local && li.proto == proto {
+		li.conn = c
+	}
+}
 
 // Start runs the timer workers of the transaction layer.
 func (s *Server) Start() { s.tm.start() }
@@ -128,7 +131,7 @@ func (s *Server) Identity() *Identity { return &s.self }
 
 // AddListener records a listening address (and the host:port advertised for
 // it, "" for the address itself) as the server's own.
-func (s *Server) AddListener(proto string, local netip.AddrPort, advertise string) {
+func (s *Server) AddListener(proto transport.Proto, local netip.AddrPort, advertise string) {
 	s.self.AddListener(proto, local, advertise)
 }
 
@@ -136,7 +139,6 @@ func (s *Server) AddListener(proto string, local netip.AddrPort, advertise strin
 func (s *Server) NewWorker(int) transport.Handler {
 	w := &Worker{srv: s, st: new(WorkerStats), sc: newScratch()}
 	w.ctx.srv, w.ctx.st, w.ctx.w = s, w.st, w
-	w.ctx.Proto = "udp"
 	s.mu.Lock()
 	s.workers = append(s.workers, w.st)
 	s.mu.Unlock()
@@ -167,6 +169,16 @@ type Worker struct {
 	sc  scratch // the transaction layer's building space
 	ctx Context
 	st  *WorkerStats
+}
+
+// NewStreamWorker returns a handler worker of the stream transports.
+func (s *Server) NewStreamWorker(i int) transport.StreamHandler {
+	return s.NewWorker(i).(*Worker)
+}
+
+// HandleStream parses and routes one message of a stream connection.
+func (w *Worker) HandleStream(data []byte, src netip.AddrPort, out *transport.StreamOut) {
+	w.Handle(data, src, out)
 }
 
 // HandlePacket parses and routes one datagram.

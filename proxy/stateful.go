@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/veloxsip/velox/sip"
+	"github.com/veloxsip/velox/transport"
 	"github.com/veloxsip/velox/txn"
 )
 
@@ -15,16 +16,17 @@ import (
 // transactions of §17 and RFC 6026): request retransmissions absorbed,
 // CANCEL, forking, best-response selection, failover and timers.
 
-// sendFrom sends b to dst from the socket local: through the worker's
-// batch when the worker serves that socket, directly otherwise.
-func (s *Server) sendFrom(out Sender, local netip.AddrPort, b []byte, dst netip.AddrPort) {
-	if out != nil && out.Local() == local {
+// sendFrom sends b to dst from the listener li: through the worker's
+// batch when the worker serves that listener, through the listener's Conn
+// otherwise.
+func (s *Server) sendFrom(out Sender, li *listenerInfo, b []byte, dst netip.AddrPort) {
+	if out != nil && out.Local() == li.local && out.Proto() == li.proto {
 		ob := append(out.Buffer(), b...)
 		out.Send(ob, dst)
 		return
 	}
-	if conn := s.conns[local]; conn != nil {
-		_ = conn.WriteTo(b, dst)
+	if li.conn != nil {
+		_ = li.conn.WriteTo(b, dst)
 	}
 }
 
@@ -58,7 +60,7 @@ func (w *Worker) absorb(c *Context) bool {
 		case sCompleted:
 			cl.state = sConfirmed
 			cl.wheel.Stop(&cl.tRetr)
-			cl.wheel.Start(&cl.tWait, t.t.T4) // timer I
+			cl.wheel.Start(&cl.tWait, udpOnly(cl.li, t.t.T4)) // timer I
 			return true
 		case sConfirmed:
 			return true
@@ -78,7 +80,7 @@ func (w *Worker) absorb(c *Context) bool {
 	w.st.Retransmissions.Add(1)
 	c.Done = true
 	if (cl.state == sProceeding || cl.state == sCompleted) && cl.rsp != nil {
-		w.srv.sendFrom(c.out, cl.local, cl.rsp.b, cl.rspDst)
+		w.srv.sendFrom(c.out, cl.li, cl.rsp.b, cl.rspDst)
 	}
 	return true
 }
@@ -89,12 +91,12 @@ func (w *Worker) absorb(c *Context) bool {
 // as §16.7 says. Without Parallel, the destinations are tried in order
 // while a branch ends in a failover code. ACK and an unmatched CANCEL are
 // forwarded statelessly to the first destination (§16.10, §16.11).
-func (c *Context) Relay(dsts []netip.AddrPort, opt RelayOptions) {
+func (c *Context) Relay(dsts []Dest, opt RelayOptions) {
 	var ts [maxDests]Target
 	n := 0
 	for _, d := range dsts {
 		if n < len(ts) {
-			ts[n] = Target{Addr: d}
+			ts[n] = Target{Addr: d.Addr, Proto: d.Proto}
 			n++
 		}
 	}
@@ -113,7 +115,7 @@ func (c *Context) RelayTargets(ts []Target, opt RelayOptions) {
 		if len(ts[0].URI) > 0 {
 			m.SetRequestURI(ts[0].URI)
 		}
-		c.Forward(ts[0].Addr)
+		c.Forward(Dest{ts[0].Addr, ts[0].Proto})
 		return
 	}
 	if c.cell != nil { // in the failure pipeline: more branches for the same transaction
@@ -135,7 +137,7 @@ func (c *Context) RelayTargets(ts []Target, opt RelayOptions) {
 	if cl := b.find(h, key, invite, m.Method(), m.MethodName()); cl != nil {
 		// Another worker created it meanwhile: this is a retransmission.
 		if cl.rsp != nil && cl.state <= sCompleted {
-			c.srv.sendFrom(c.out, cl.local, cl.rsp.b, cl.rspDst)
+			c.srv.sendFrom(c.out, cl.li, cl.rsp.b, cl.rspDst)
 		}
 		return
 	}
@@ -156,7 +158,7 @@ func (c *Context) RelayTargets(ts []Target, opt RelayOptions) {
 	if cl.method == sip.MethodOther {
 		cl.methodName = append(cl.nameArr[:0], m.MethodName()...)
 	}
-	cl.src, cl.local, cl.rspDst = c.Src, c.Local, dst
+	cl.src, cl.li, cl.rspDst = c.Src, c.li, dst
 	setBuf(&cl.req, m.Buf())
 	cl.recordRoute, cl.mfLimit = c.RecordRoute, c.MaxForwardsLimit
 	cl.opt = opt
@@ -166,7 +168,7 @@ func (c *Context) RelayTargets(ts []Target, opt RelayOptions) {
 		sc := &c.w.sc
 		setBuf(&cl.rsp, sip.AppendResponse(sc.buf[:0], m, 100, "Trying", nil, nil))
 		cl.code = 100
-		c.srv.sendFrom(c.out, cl.local, cl.rsp.b, cl.rspDst)
+		c.srv.sendFrom(c.out, cl.li, cl.rsp.b, cl.rspDst)
 	}
 	t.startDests(cl, c.out, m, c, &c.w.sc)
 	if !cl.pending() {
@@ -197,6 +199,10 @@ func (t *txTable) startDests(cl *cell, out Sender, m *sip.Message, c *Context, s
 		if t.srv.self.IsLocal(dst) {
 			continue // a destination that is this server would loop
 		}
+		oli := t.srv.self.outListener(cl.li, tg.proto, dst)
+		if oli == nil {
+			continue // no listener of that transport
+		}
 		if !prepared {
 			// Shared edits once: received/rport, Max-Forwards.
 			c.Done = false
@@ -212,12 +218,12 @@ func (t *txTable) startDests(cl *cell, out Sender, m *sip.Message, c *Context, s
 			m.SaveEdits(&es)
 			prepared = true
 		}
-		br, i := cl.newBranch(dst)
+		br, i := cl.newBranch(dst, oli)
 		if len(tg.uri) > 0 {
 			m.SetRequestURI(tg.uri)
 		}
 		var bb [64]byte
-		c.addVia(appendBranchID(bb[:0], cl.loop, cl.bucket, cl.label, i))
+		c.addVia(oli, appendBranchID(bb[:0], cl.loop, cl.bucket, cl.label, i))
 		if len(tg.route) > 0 {
 			m.InsertHeaderFirst(tg.route)
 		}
@@ -230,10 +236,12 @@ func (t *txTable) startDests(cl *cell, out Sender, m *sip.Message, c *Context, s
 			br.state, br.code, br.local = bTerminated, 500, true
 			continue
 		}
-		t.srv.sendFrom(out, cl.local, br.req.b, dst)
+		t.srv.sendFrom(out, oli, br.req.b, dst)
 		c.st.Forwarded.Add(1)
 		br.interval = t.t.T1
-		cl.wheel.Start(&br.tRetr, br.interval)
+		if !oli.proto.Reliable() { // timers A and E: UDP only
+			cl.wheel.Start(&br.tRetr, br.interval)
+		}
 		fr := t.opt.FinalTimeout
 		if cl.opt.FinalTimeout > 0 {
 			fr = cl.opt.FinalTimeout
@@ -262,10 +270,12 @@ func (t *txTable) sendCancel(cl *cell, br *branch, out Sender, sc *scratch) {
 		return
 	}
 	setBuf(&br.cancel, sip.AppendCancel(sc.buf[:0], &sc.msg))
-	t.srv.sendFrom(out, cl.local, br.cancel.b, br.dst)
+	t.srv.sendFrom(out, br.li, br.cancel.b, br.dst)
 	br.cancelSt = cSent
 	br.cancelIv = t.t.T1
-	cl.wheel.Start(&br.tCancel, br.cancelIv)
+	if !br.li.proto.Reliable() {
+		cl.wheel.Start(&br.tCancel, br.cancelIv)
+	}
 	// The callee has 64*T1 to answer the INVITE (487) before the branch
 	// is given up.
 	cl.wheel.Start(&br.tTimeout, 64*t.t.T1)
@@ -335,7 +345,7 @@ func (t *txTable) forwardUp(cl *cell, m *sip.Message, out Sender, sc *scratch, k
 		b = setBuf(&cl.rsp, b)
 		cl.code = m.StatusCode()
 	}
-	t.srv.sendFrom(out, cl.local, b, cl.rspDst)
+	t.srv.sendFrom(out, cl.li, b, cl.rspDst)
 }
 
 func (t *txTable) inviteResponse(cl *cell, i int, m *sip.Message, code int, out Sender, sc *scratch) {
@@ -399,7 +409,7 @@ func (t *txTable) inviteResponse(cl *cell, i int, m *sip.Message, code int, out 
 			cl.wheel.Stop(&br.tCancel)
 			t.ackBranch(cl, br, m, out, sc)
 			br.state, br.code, br.local = bCompleted, code, false
-			cl.wheel.Start(&br.tTimeout, 32*time.Second) // timer D
+			cl.wheel.Start(&br.tTimeout, udpOnly(br.li, 32*time.Second)) // timer D
 			if m.RemoveTopVia() {
 				if b, err := m.AppendTo(sc.buf[:0]); err == nil {
 					setBuf(&br.rsp, b)
@@ -432,7 +442,7 @@ func (t *txTable) ackBranch(cl *cell, br *branch, rsp *sip.Message, out Sender, 
 		a := sip.AppendAck(sc.buf[:0], &sc.msg, to)
 		setBuf(&br.req, append(a, 0)) // the trailing NUL marks the ACK
 	}
-	t.srv.sendFrom(out, cl.local, br.req.b[:len(br.req.b)-1], br.dst)
+	t.srv.sendFrom(out, br.li, br.req.b[:len(br.req.b)-1], br.dst)
 }
 
 // acked reports whether br.req holds the ACK (marked by a trailing NUL,
@@ -458,7 +468,7 @@ func (t *txTable) nonInviteResponse(cl *cell, i int, m *sip.Message, code int, o
 	}
 	cl.wheel.Stop(&br.tRetr)
 	br.state, br.code, br.local = bCompleted, code, false
-	cl.wheel.Start(&br.tTimeout, t.t.T4) // timer K
+	cl.wheel.Start(&br.tTimeout, udpOnly(br.li, t.t.T4)) // timer K
 	dropBuf(&br.req)
 	if code < 300 {
 		if !cl.finalSent {
@@ -489,10 +499,14 @@ func (t *txTable) finishServer(cl *cell) {
 	}
 	cl.state = sCompleted
 	if cl.invite {
-		cl.retrIv = t.t.T1
-		cl.wheel.Start(&cl.tRetr, cl.retrIv) // timer G
+		if !cl.li.proto.Reliable() {
+			cl.retrIv = t.t.T1
+			cl.wheel.Start(&cl.tRetr, cl.retrIv) // timer G
+		}
+		cl.wheel.Start(&cl.tWait, 64*t.t.T1) // timer H
+	} else {
+		cl.wheel.Start(&cl.tWait, udpOnly(cl.li, 64*t.t.T1)) // timer J
 	}
-	cl.wheel.Start(&cl.tWait, 64*t.t.T1) // timer H or J
 	// The request copy is not needed any more.
 	dropBuf(&cl.req)
 }
@@ -561,7 +575,7 @@ func (t *txTable) restart(cl *cell, out Sender, sc *scratch, code int, failure b
 	}
 	ctx := Context{srv: t.srv}
 	ctx.st = &t.failStats
-	snd := t.senderFor(out, cl.local)
+	snd := t.senderFor(out, cl.li)
 	ctx.reset(&sc.msg, cl.src, snd)
 	ctx.RecordRoute, ctx.MaxForwardsLimit = cl.recordRoute, cl.mfLimit
 	ctx.cell, ctx.sc = cl, sc
@@ -583,24 +597,35 @@ func (t *txTable) restart(cl *cell, out Sender, sc *scratch, code int, failure b
 	return cl.pending() || cl.finalSent
 }
 
-// senderFor returns out when it sends from local, else a direct sender.
-func (t *txTable) senderFor(out Sender, local netip.AddrPort) Sender {
-	if out != nil && out.Local() == local {
+// udpOnly is d for a transaction over UDP and 0 over a reliable
+// transport (RFC 3261 §17: timers D, I, J and K wait only for UDP
+// retransmissions).
+func udpOnly(li *listenerInfo, d time.Duration) time.Duration {
+	if li.proto.Reliable() {
+		return 0
+	}
+	return d
+}
+
+// senderFor returns out when it sends from li, else a direct sender.
+func (t *txTable) senderFor(out Sender, li *listenerInfo) Sender {
+	if out != nil && out.Local() == li.local && out.Proto() == li.proto {
 		return out
 	}
-	return &connSender{srv: t.srv, local: local}
+	return &connSender{srv: t.srv, li: li}
 }
 
 // connSender sends through a listener's Conn (timer workers, other sockets).
 type connSender struct {
-	srv   *Server
-	local netip.AddrPort
-	buf   [4096]byte
+	srv *Server
+	li  *listenerInfo
+	buf [4096]byte
 }
 
 func (s *connSender) Buffer() []byte                    { return s.buf[:0] }
-func (s *connSender) Local() netip.AddrPort             { return s.local }
-func (s *connSender) Send(b []byte, dst netip.AddrPort) { s.srv.sendFrom(nil, s.local, b, dst) }
+func (s *connSender) Local() netip.AddrPort             { return s.li.local }
+func (s *connSender) Proto() transport.Proto            { return s.li.proto }
+func (s *connSender) Send(b []byte, dst netip.AddrPort) { s.srv.sendFrom(nil, s.li, b, dst) }
 
 // sendFinal sends the chosen final response upstream, or a local one when
 // no branch produced a response worth forwarding.
@@ -642,7 +667,7 @@ func (t *txTable) sendFinal(cl *cell, bi int, out Sender, sc *scratch) {
 		setBuf(&cl.rsp, sip.AppendResponse(sc.buf[:0], &sc.msg, code, reason, t.srv.toTag(tag[:0], &sc.msg), nil))
 	}
 	cl.code = code
-	t.srv.sendFrom(out, cl.local, cl.rsp.b, cl.rspDst)
+	t.srv.sendFrom(out, cl.li, cl.rsp.b, cl.rspDst)
 	t.finishServer(cl)
 }
 
@@ -707,7 +732,7 @@ func (tw *timerWorker) fire(f txn.Fired) {
 		if cl.tRetr.Seq != f.Seq || cl.state != sCompleted || cl.rsp == nil {
 			return
 		}
-		t.srv.sendFrom(nil, cl.local, cl.rsp.b, cl.rspDst)
+		t.srv.sendFrom(nil, cl.li, cl.rsp.b, cl.rspDst)
 		cl.retrIv = min(2*cl.retrIv, t.t.T2)
 		cl.wheel.Start(&cl.tRetr, cl.retrIv)
 	case kSrvWait:
@@ -726,7 +751,7 @@ func (tw *timerWorker) fire(f txn.Fired) {
 		if br.state > bProceeding || (cl.invite && br.state != bCalling) || br.req == nil {
 			return
 		}
-		t.srv.sendFrom(nil, cl.local, br.req.b, br.dst)
+		t.srv.sendFrom(nil, br.li, br.req.b, br.dst)
 		tw.st.Retransmitted.Add(1)
 		if cl.invite {
 			br.interval *= 2 // timer A
@@ -744,7 +769,7 @@ func (tw *timerWorker) fire(f txn.Fired) {
 		if br.cancelSt != cSent || br.cancel == nil {
 			return
 		}
-		t.srv.sendFrom(nil, cl.local, br.cancel.b, br.dst)
+		t.srv.sendFrom(nil, br.li, br.cancel.b, br.dst)
 		br.cancelIv = min(2*br.cancelIv, t.t.T2)
 		cl.wheel.Start(&br.tCancel, br.cancelIv)
 	case kBrTimeout:
@@ -892,7 +917,7 @@ func (t *txTable) replyCell(c *Context, code int, reason string, extra []byte) {
 	var tag [16]byte
 	setBuf(&cl.rsp, sip.AppendResponse(sc.buf[:0], c.Msg, code, reason, t.srv.toTag(tag[:0], c.Msg), extra))
 	cl.code = code
-	t.srv.sendFrom(c.out, cl.local, cl.rsp.b, cl.rspDst)
+	t.srv.sendFrom(c.out, cl.li, cl.rsp.b, cl.rspDst)
 	c.st.Replied.Add(1)
 	t.finishServer(cl)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/veloxsip/velox/module/sanity"
 	"github.com/veloxsip/velox/proxy"
 	"github.com/veloxsip/velox/sip"
+	"github.com/veloxsip/velox/transport"
 )
 
 var uas2Addr = netip.MustParseAddrPort("192.0.2.21:5070")
@@ -47,9 +48,9 @@ func newStateful(t *testing.T, o relay.Options) *sfx {
 		{Name: "loose-route", Handler: looseroute.New()},
 		{Name: "relay", Handler: rl},
 	}, proxy.Options{Stateful: proxy.StatefulOptions{Clock: func() int64 { return f.now }, Buckets: 1024}})
-	f.srv.AddListener("udp", proxyAddr, "")
+	f.srv.AddListener(transport.UDP, proxyAddr, "")
 	f.r = &recorder{buf: make([]byte, 0, 65535)}
-	f.srv.AddConn(proxyAddr, f.r)
+	f.srv.AddConn(transport.UDP, proxyAddr, f.r)
 	f.w = f.srv.NewWorker(0).(*proxy.Worker)
 	return f
 }

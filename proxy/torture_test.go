@@ -14,6 +14,7 @@ import (
 	"github.com/veloxsip/velox/module/sanity"
 	"github.com/veloxsip/velox/proxy"
 	"github.com/veloxsip/velox/sip"
+	"github.com/veloxsip/velox/transport"
 )
 
 // tortureCases says what a stateless proxy does with each message of
@@ -83,7 +84,7 @@ func TestTortureMessages(t *testing.T) {
 		{Name: "record-route", Handler: recordroute.New(recordroute.Options{})},
 		{Name: "forward", Handler: fwd},
 	}, proxy.Options{})
-	srv.AddListener("udp", proxyAddr, "")
+	srv.AddListener(transport.UDP, proxyAddr, "")
 	w := srv.NewWorker(0).(*proxy.Worker)
 	r := &recorder{buf: make([]byte, 0, 65535)}
 

@@ -467,6 +467,9 @@ func (o *Out) Send(b []byte, dst netip.AddrPort) {
 // Local returns the address of the listener the worker serves.
 func (o *Out) Local() netip.AddrPort { return o.local }
 
+// Proto returns UDP: the transport of the listener the worker serves.
+func (o *Out) Proto() Proto { return UDP }
+
 func (o *Out) flush() {
 	if o.plain != nil {
 		o.flushPlain()

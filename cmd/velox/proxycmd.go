@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 
-	"github.com/veloxsip/velox/config"
 	"github.com/veloxsip/velox/module/forward"
 	"github.com/veloxsip/velox/module/looseroute"
 	"github.com/veloxsip/velox/module/maxforwards"
@@ -20,7 +19,7 @@ import (
 // with no config file. It is transaction-stateful unless --stateless.
 func cmdProxy(args []string) error {
 	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
-	listen := fs.String("listen", "udp:127.0.0.1:5060", "listening socket, proto:ip:port")
+	lf := addListenFlags(fs)
 	var to []string
 	fs.Func("to", "destination host:port (repeat for failover or forking; default: the Request-URI)", func(s string) error {
 		to = append(to, s)
@@ -30,7 +29,6 @@ func cmdProxy(args []string) error {
 	fork := fs.String("fork", "serial", "with several --to: serial (failover in order) or parallel")
 	frTimeout := fs.Duration("fr-timeout", 0, "time a branch waits for any response (default 30s)")
 	frInvTimeout := fs.Duration("fr-inv-timeout", 0, "time an INVITE branch rings before it is cancelled (default 120s)")
-	workers := fs.Int("workers", 0, "receiving workers (default: number of CPUs)")
 	level := fs.String("log", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -38,7 +36,7 @@ func cmdProxy(args []string) error {
 	if *stateless && len(to) > 1 {
 		return errors.New("proxy: --stateless takes one --to")
 	}
-	proto, addr, err := parseListen(*listen)
+	ls, cc, err := lf.listeners()
 	if err != nil {
 		return err
 	}
@@ -64,7 +62,7 @@ func cmdProxy(args []string) error {
 		return err
 	}
 	srv.SetPipeline(p)
-	return serve(srv, []config.Listener{{Proto: proto, Addr: addr, Workers: *workers}}, log, func() {})
+	return serve(srv, ls, cc, log, func() {})
 }
 
 // quickPipeline is sanity → max-forwards → 200 to OPTIONS for us →

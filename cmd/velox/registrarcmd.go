@@ -5,7 +5,6 @@ import (
 	"flag"
 	"strings"
 
-	"github.com/veloxsip/velox/config"
 	"github.com/veloxsip/velox/module/digestauth"
 	"github.com/veloxsip/velox/module/lookup"
 	"github.com/veloxsip/velox/module/looseroute"
@@ -20,7 +19,7 @@ import (
 // redirected with --redirect).
 func cmdRegistrar(args []string) error {
 	fs := flag.NewFlagSet("registrar", flag.ContinueOnError)
-	listen := fs.String("listen", "udp:127.0.0.1:5060", "listening socket, proto:ip:port")
+	lf := addListenFlags(fs)
 	var domains []string
 	fs.Func("domain", "served domain (repeatable; default: every domain)", func(s string) error {
 		domains = append(domains, strings.ToLower(s))
@@ -34,12 +33,11 @@ func cmdRegistrar(args []string) error {
 	algs := fs.String("auth-algorithms", "SHA-256,MD5", "with --auth: digest algorithms offered, strongest first")
 	minExp := fs.Int("min-expires", 60, "shortest registration accepted, seconds")
 	maxExp := fs.Int("max-expires", 86400, "longest registration granted, seconds")
-	workers := fs.Int("workers", 0, "receiving workers (default: number of CPUs)")
 	level := fs.String("log", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	proto, addr, err := parseListen(*listen)
+	ls, cc, err := lf.listeners()
 	if err != nil {
 		return err
 	}
@@ -83,5 +81,5 @@ func cmdRegistrar(args []string) error {
 		proxy.Step{Name: "lookup", Handler: lk},
 		proxy.Step{Name: "relay", Handler: rl},
 	))
-	return serve(srv, []config.Listener{{Proto: proto, Addr: addr, Workers: *workers}}, log, func() {})
+	return serve(srv, ls, cc, log, func() {})
 }

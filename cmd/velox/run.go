@@ -47,7 +47,7 @@ func cmdRun(args []string) error {
 		}
 		log.Error("velox: reload failed; keeping the running pipeline", "err", err)
 	}
-	return serve(srv, cfg.Listeners, log, reload)
+	return serve(srv, cfg.Listeners, cfg.Connections, log, reload)
 }
 
 // buildPipelines builds the request and failure pipelines of cfg and
@@ -84,17 +84,55 @@ func loadConfig(file string) (*config.Config, error) {
 	return config.Load(file)
 }
 
-// serve binds the listeners, runs until SIGINT/SIGTERM and reloads on SIGHUP.
-func serve(srv *proxy.Server, ls []config.Listener, log *slog.Logger, reload func()) error {
-	var started []*transport.UDPListener
+// serve binds the listeners, runs until SIGINT/SIGTERM and, on SIGHUP,
+// reloads the pipelines and the TLS certificates.
+func serve(srv *proxy.Server, ls []config.Listener, cc config.Connections, log *slog.Logger, reload func()) error {
+	var (
+		udps    []*transport.UDPListener
+		streams *transport.Streams
+		sls     []*transport.StreamListener
+	)
 	defer func() {
-		for _, l := range started {
+		for _, l := range udps {
 			l.Close()
+		}
+		if streams != nil {
+			streams.Close()
 		}
 	}()
 	for _, lc := range ls {
-		if lc.Proto != "udp" {
-			return fmt.Errorf("%s: transport %q is not available yet", lc.Pos, lc.Proto)
+		proto, ok := transport.ParseProto(lc.Proto)
+		if !ok {
+			return fmt.Errorf("%s: unknown transport %q", lc.Pos, lc.Proto)
+		}
+		adv := lc.Advertise
+		if adv != "" && lc.AdvertisePort != 0 && !strings.Contains(adv, ":") {
+			adv = fmt.Sprintf("%s:%d", adv, lc.AdvertisePort)
+		}
+		if proto != transport.UDP {
+			if streams == nil {
+				streams = transport.NewStreams(transport.StreamsOptions{
+					Workers:        cc.Workers,
+					MaxConns:       cc.Max,
+					IdleTimeout:    cc.IdleTimeout,
+					MaxMessage:     cc.MaxMessage,
+					ConnectTimeout: cc.ConnectTimeout,
+					MaxQueue:       cc.MaxQueue,
+				}, srv.NewStreamWorker)
+			}
+			sc := transport.StreamConfig{Proto: proto, Addr: lc.Addr, Origins: lc.Origins}
+			if proto.Secure() {
+				sc.TLS = &transport.TLSFiles{Cert: lc.TLS.Cert, Key: lc.TLS.Key, SNI: lc.TLS.SNI,
+					ClientCA: lc.TLS.ClientCA, RequireClientCert: lc.TLS.RequireClientCert}
+			}
+			sl, err := streams.Listen(sc)
+			if err != nil {
+				return fmt.Errorf("listen %s:%s: %w", lc.Proto, lc.Addr, err)
+			}
+			srv.AddListener(proto, sl.LocalAddr(), adv)
+			srv.AddConn(proto, sl.LocalAddr(), streamConn{streams, proto})
+			sls = append(sls, sl)
+			continue
 		}
 		l, err := transport.ListenUDP(transport.UDPConfig{
 			Addr:       lc.Addr,
@@ -105,34 +143,48 @@ func serve(srv *proxy.Server, ls []config.Listener, log *slog.Logger, reload fun
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", lc.Addr, err)
 		}
-		adv := lc.Advertise
-		if adv != "" && lc.AdvertisePort != 0 && !strings.Contains(adv, ":") {
-			adv = fmt.Sprintf("%s:%d", adv, lc.AdvertisePort)
-		}
-		srv.AddListener("udp", l.LocalAddr(), adv)
-		srv.AddConn(l.LocalAddr(), l)
-		started = append(started, l)
+		srv.AddListener(transport.UDP, l.LocalAddr(), adv)
+		srv.AddConn(transport.UDP, l.LocalAddr(), l)
+		udps = append(udps, l)
 	}
 	srv.Start()
 	defer srv.Close()
-	for _, l := range started {
+	for _, l := range udps {
 		l.Start()
 		log.Info("velox: listening", "proto", "udp", "addr", l.LocalAddr().String())
+	}
+	if streams != nil {
+		streams.Start()
+		for _, l := range sls {
+			log.Info("velox: listening", "proto", l.Proto().String(), "addr", l.LocalAddr().String())
+		}
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	for s := range sig {
 		if s == syscall.SIGHUP {
 			reload()
+			for _, l := range sls {
+				if l.Proto().Secure() {
+					if err := l.ReloadTLS(); err != nil {
+						log.Error("velox: TLS reload failed; keeping the old certificates", "addr", l.LocalAddr().String(), "err", err)
+					} else {
+						log.Info("velox: TLS certificates reloaded", "addr", l.LocalAddr().String())
+					}
+				}
+			}
 			continue
 		}
 		log.Info("velox: stopping", "signal", s.String())
 		break
 	}
-	for _, l := range started {
+	for _, l := range udps {
 		ts := l.Stats()
 		log.Info("velox: listener stats", "addr", l.LocalAddr().String(), "received", ts.Received, "sent", ts.Sent,
 			"batches", ts.Batches, "send_errors", ts.SendErrors, "per_worker", fmt.Sprint(ts.PerWorker))
+	}
+	if streams != nil {
+		log.Info("velox: connection stats", "stats", fmt.Sprintf("%+v", streams.Stats()))
 	}
 	st := srv.Stats()
 	log.Info("velox: stopped", "requests", st.Requests, "responses", st.Responses, "forwarded", st.Forwarded,
@@ -140,6 +192,62 @@ func serve(srv *proxy.Server, ls []config.Listener, log *slog.Logger, reload fun
 		"transactions", st.Transactions, "retransmissions_absorbed", st.Retransmissions,
 		"retransmitted", st.Retransmitted, "timeouts", st.Timeouts, "unreachable", st.Unreachable)
 	return nil
+}
+
+// streamConn sends over one stream transport for the proxy (proxy.Conn).
+type streamConn struct {
+	s     *transport.Streams
+	proto transport.Proto
+}
+
+func (c streamConn) WriteTo(b []byte, dst netip.AddrPort) error { return c.s.WriteTo(c.proto, b, dst) }
+
+// listenFlags are the listener flags of the quick modes.
+type listenFlags struct {
+	listens   []string
+	cert, key string
+	workers   *int
+}
+
+func addListenFlags(fs *flag.FlagSet) *listenFlags {
+	lf := &listenFlags{}
+	fs.Func("listen", "listening socket proto:ip:port, proto one of udp, tcp, tls, ws, wss (repeatable; default udp:127.0.0.1:5060)", func(s string) error {
+		lf.listens = append(lf.listens, s)
+		return nil
+	})
+	fs.StringVar(&lf.cert, "tls-cert", "", "PEM certificate file for tls and wss listeners")
+	fs.StringVar(&lf.key, "tls-key", "", "PEM private key file for tls and wss listeners")
+	lf.workers = fs.Int("workers", 0, "UDP receiving workers per socket and stream handler workers (default: number of CPUs)")
+	return lf
+}
+
+// listeners turns the flags into listener configs.
+func (lf *listenFlags) listeners() ([]config.Listener, config.Connections, error) {
+	if len(lf.listens) == 0 {
+		lf.listens = []string{"udp:127.0.0.1:5060"}
+	}
+	var ls []config.Listener
+	for _, s := range lf.listens {
+		proto, addr, err := parseListen(s)
+		if err != nil {
+			return nil, config.Connections{}, err
+		}
+		l := config.Listener{Proto: proto, Addr: addr, Pos: config.Pos{File: "--listen " + s}}
+		switch proto {
+		case "udp":
+			l.Workers = *lf.workers
+		case "tls", "wss":
+			if lf.cert == "" || lf.key == "" {
+				return nil, config.Connections{}, fmt.Errorf("--listen %s needs --tls-cert and --tls-key", s)
+			}
+			l.TLS.Cert, l.TLS.Key = lf.cert, lf.key
+		case "tcp", "ws":
+		default:
+			return nil, config.Connections{}, fmt.Errorf("--listen %s: unknown transport %q (want udp, tcp, tls, ws or wss)", s, proto)
+		}
+		ls = append(ls, l)
+	}
+	return ls, config.Connections{Workers: *lf.workers}, nil
 }
 
 func newLogger(level string) *slog.Logger {

@@ -19,6 +19,7 @@ const userUsage = `Usage:
   velox user passwd [--db FILE] [--no-password] USER@DOMAIN PASSWORD
   velox user del    [--db FILE] USER@DOMAIN
   velox user list   [--db FILE] [--domain DOMAIN]
+  velox user import [--db FILE] [--replace] [--no-password] [CSV-FILE | -]
 
 The HA1s (MD5, SHA-256, SHA-512-256) are computed with realm = DOMAIN.
 --no-password keeps only the HA1s. PASSWORD "-" reads it from the first
@@ -41,6 +42,9 @@ func runUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return errors.New("user: missing sub-command")
 	}
 	sub, args := args[0], args[1:]
+	if sub == "import" {
+		return runUserImport(args, stdin, stdout, stderr) // user_import.go
+	}
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, userUsage) }

@@ -60,6 +60,22 @@ func (m Message) Header(name string) string {
 	return ""
 }
 
+// Headers returns the values of every header line named name, joined
+// with ", " as one comma-separated list (RFC 3261 §7.3.1).
+func (m Message) Headers(name string) string {
+	var vals []string
+	for _, l := range strings.Split(m.Text, "\n")[1:] {
+		if l == "" {
+			break
+		}
+		k, v, ok := strings.Cut(l, ":")
+		if ok && strings.EqualFold(strings.TrimSpace(k), name) {
+			vals = append(vals, strings.TrimSpace(v))
+		}
+	}
+	return strings.Join(vals, ", ")
+}
+
 // CSeqMethod returns the method of the CSeq header.
 func (m Message) CSeqMethod() string {
 	f := strings.Fields(m.Header("CSeq"))
@@ -198,6 +214,13 @@ func TraceMsgArgs(path string) []string {
 // (u.Opts.Dir), e.g. TraceMsgArgs("{dir}/uas_messages.log").
 func StartUASWithArgsForTest(t testing.TB, scenario string, extra ...string) *UAS {
 	t.Helper()
+	return StartUASOverForTest(t, "u1", scenario, extra...)
+}
+
+// StartUASOverForTest is StartUASWithArgsForTest over SIPp transport mode
+// transport ("u1" or "t1"); the port is free for UDP and TCP.
+func StartUASOverForTest(t testing.TB, transport, scenario string, extra ...string) *UAS {
+	t.Helper()
 	sipp := RequireSipp(t)
 	dir := t.TempDir()
 	args := make([]string, len(extra))
@@ -206,7 +229,7 @@ func StartUASWithArgsForTest(t testing.TB, scenario string, extra ...string) *UA
 	}
 	var lastErr error
 	for range 3 { // the kernel may hand the port to someone else meanwhile
-		u, err := StartUAS(UASOptions{Sipp: sipp, Scenario: scenario, Port: UDPPort(t), Dir: dir, ExtraArgs: args})
+		u, err := StartUAS(UASOptions{Sipp: sipp, Scenario: scenario, Port: Port(t), Transport: transport, Dir: dir, ExtraArgs: args})
 		if err == nil {
 			t.Cleanup(u.Stop)
 			return u

@@ -64,3 +64,49 @@ func UDPBound(port int) bool {
 	}
 	return false
 }
+
+// TCPListening reports whether a socket listens on TCP 127.0.0.1:port (or
+// the wildcard address), as listed in /proc/net/tcp.
+func TCPListening(port int) bool {
+	f, err := os.Open("/proc/net/tcp")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	want := []string{fmt.Sprintf("0100007F:%04X", port), fmt.Sprintf("00000000:%04X", port)}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 3 && fields[3] == "0A" && (fields[1] == want[0] || fields[1] == want[1]) {
+			return true
+		}
+	}
+	return false
+}
+
+// FreePort returns a port on 127.0.0.1 free for both UDP and TCP a moment
+// ago (a SIP server listens on both with the same number).
+func FreePort() (int, error) {
+	for range 50 {
+		p, err := FreeUDPPort()
+		if err != nil {
+			return 0, err
+		}
+		l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", p))
+		if err == nil {
+			l.Close()
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("sipptest: no port free for UDP and TCP found")
+}
+
+// Port is FreePort for tests: it fails the test on error.
+func Port(t testing.TB) int {
+	t.Helper()
+	p, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -56,8 +56,10 @@ type UASOptions struct {
 	Sipp string
 	// Scenario is the XML scenario file.
 	Scenario string
-	// Port is the local UDP port on 127.0.0.1 to answer on.
+	// Port is the local port on 127.0.0.1 to answer on.
 	Port int
+	// Transport is SIPp's -t mode: "u1" (UDP, the default) or "t1" (TCP).
+	Transport string
 	// Dir receives logs and statistics; it must exist.
 	Dir string
 	// ExtraArgs are appended to the command line.
@@ -74,14 +76,21 @@ type UAS struct {
 }
 
 // StartUAS starts a SIPp UAS in the background and waits (up to 5s) until
-// its UDP port is bound.
+// its port is bound.
 func StartUAS(o UASOptions) (*UAS, error) {
 	if o.Sipp == "" {
 		o.Sipp = "sipp"
 	}
+	if o.Transport == "" {
+		o.Transport = "u1"
+	}
+	bound := UDPBound
+	if strings.HasPrefix(o.Transport, "t") {
+		bound = TCPListening
+	}
 	stat := filepath.Join(o.Dir, "uas_stat.csv")
 	argv := []string{o.Sipp, "-sf", o.Scenario, "-i", "127.0.0.1", "-p", strconv.Itoa(o.Port),
-		"-t", "u1", "-nostdin", "-trace_stat", "-stf", stat, "-fd", "1",
+		"-t", o.Transport, "-nostdin", "-trace_stat", "-stf", stat, "-fd", "1",
 		"-trace_err", "-error_file", filepath.Join(o.Dir, "uas_errors.log"),
 		"-max_recv_loops", "5000"}
 	argv = append(argv, o.ExtraArgs...)
@@ -91,7 +100,7 @@ func StartUAS(o UASOptions) (*UAS, error) {
 	}
 	u := &UAS{Proc: p, Opts: o, StatPath: stat}
 	deadline := time.Now().Add(5 * time.Second)
-	for !UDPBound(o.Port) {
+	for !bound(o.Port) {
 		if p.Exited() || time.Now().After(deadline) {
 			u.Stop()
 			return nil, fmt.Errorf("sipp uas did not bind 127.0.0.1:%d (see %s)", o.Port, p.LogPath)
@@ -117,6 +126,8 @@ type UACOptions struct {
 	Target string
 	// Service is the Request-URI user ([service]); "bench" when empty.
 	Service string
+	// Transport is SIPp's -t mode: "u1" (UDP, the default) or "t1" (TCP).
+	Transport string
 	// Calls is the total number of calls (-m); must be > 0.
 	Calls int
 	// Rate is calls per second (-r); 10 when 0.
@@ -185,7 +196,10 @@ func RunUAC(ctx context.Context, o UACOptions) (Result, error) {
 		return Result{}, err
 	}
 	stat := filepath.Join(o.Dir, "uac_stat.csv")
-	argv := []string{o.Sipp, "-sf", o.Scenario, "-s", o.Service, "-i", "127.0.0.1", "-t", "u1",
+	if o.Transport == "" {
+		o.Transport = "u1"
+	}
+	argv := []string{o.Sipp, "-sf", o.Scenario, "-s", o.Service, "-i", "127.0.0.1", "-t", o.Transport,
 		"-p", strconv.Itoa(port),
 		"-m", strconv.Itoa(o.Calls), "-r", strconv.Itoa(o.Rate), "-l", strconv.Itoa(o.Limit),
 		"-timeout", fmt.Sprintf("%ds", int(o.Timeout.Seconds()+0.999)),

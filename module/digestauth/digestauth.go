@@ -5,20 +5,15 @@
 package digestauth
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/veloxsip/velox/auth"
 	"github.com/veloxsip/velox/pipeline"
 	"github.com/veloxsip/velox/proxy"
 	"github.com/veloxsip/velox/sip"
-	"github.com/veloxsip/velox/store"
 )
 
 // Options configure an auth step.
@@ -35,28 +30,49 @@ type Options struct {
 	// MaxFailures is the number of wrong answers from one source address
 	// after which it gets 403 instead of a new challenge (default 3).
 	MaxFailures int `yaml:"max_failures"`
+	// FailureExpiry is how long, in seconds, a source's failures are
+	// remembered after its last one (default 600), FailureTableSize how
+	// many sources are tracked at most (default 65536). The failure table
+	// is one per server (FailureTable): the first auth step built sets
+	// these.
+	FailureExpiry    int `yaml:"failure_expiry"`
+	FailureTableSize int `yaml:"failure_table_size"`
 }
 
 // Auth is a configured auth step.
 type Auth struct {
 	a        *auth.Authenticator
-	db       *store.DB
-	realm    string
+	subs     *Subscribers
+	failures *auth.FailureTable // per source address, reset on success
+	realm    []byte
 	identity bool
 	maxFail  int
-
-	mu       sync.Mutex
-	failures map[netip.Addr]int // per source IP, reset on success
-	nfail    atomic.Int32       // len(failures): success skips the lock when 0
-
-	cacheMu sync.RWMutex
-	cache   map[string]cachedUser // user → subscriber, for a few seconds
 }
 
-type cachedUser struct {
-	u      store.User
-	found  bool
-	expiry time.Time
+// failuresName is the Server.Shared name of the server's failure table.
+const failuresName = "auth:failures"
+
+// FailureTable returns the server's table of authentication failures per
+// source address, made with o the first time (later calls share it and
+// ignore o). It lives until the server is closed.
+func FailureTable(srv *proxy.Server, o auth.FailureOptions) (*auth.FailureTable, error) {
+	v, err := srv.Shared(failuresName, func() (any, error) { return auth.NewFailureTable(o), nil })
+	if err != nil {
+		return nil, err
+	}
+	return v.(*auth.FailureTable), nil
+}
+
+var errNoTable = errors.New("no failure table")
+
+// Failures returns the server's failure table if an auth step made one:
+// for management and anti-flood modules (Failures, Top, Snapshot, Stats).
+func Failures(srv *proxy.Server) (*auth.FailureTable, bool) {
+	v, err := srv.Shared(failuresName, func() (any, error) { return nil, errNoTable })
+	if err != nil {
+		return nil, false
+	}
+	return v.(*auth.FailureTable), true
 }
 
 // New opens the database (shared by the server's auth steps).
@@ -82,37 +98,28 @@ func New(o Options, srv *proxy.Server) (*Auth, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: %v", err)
 	}
-	v, err := srv.Shared("db:"+o.DB, func() (any, error) { return store.Open(o.DB) })
+	subs, err := OpenSubscribers(srv, o.DB)
 	if err != nil {
 		return nil, fmt.Errorf("auth: %v", err)
 	}
 	if o.MaxFailures <= 0 {
 		o.MaxFailures = 3
 	}
-	return &Auth{a: a, db: v.(*store.DB), realm: strings.ToLower(o.Realm), identity: !o.NoIdentityCheck,
-		maxFail: o.MaxFailures, failures: map[netip.Addr]int{}, cache: map[string]cachedUser{}}, nil
+	if o.FailureExpiry < 0 || o.FailureTableSize < 0 {
+		return nil, errors.New("auth: failure_expiry and failure_table_size must not be negative")
+	}
+	ft, err := FailureTable(srv, auth.FailureOptions{
+		Expiry: time.Duration(o.FailureExpiry) * time.Second, MaxEntries: o.FailureTableSize})
+	if err != nil {
+		return nil, fmt.Errorf("auth: %v", err)
+	}
+	return &Auth{a: a, subs: subs, failures: ft, realm: []byte(strings.ToLower(o.Realm)),
+		identity: !o.NoIdentityCheck, maxFail: o.MaxFailures}, nil
 }
 
-// user returns the subscriber, cached for a few seconds. The lookup by
-// []byte does not allocate.
-func (s *Auth) user(name []byte, now time.Time) (store.User, bool) {
-	s.cacheMu.RLock()
-	c, ok := s.cache[string(name)]
-	s.cacheMu.RUnlock()
-	if ok && now.Before(c.expiry) {
-		return c.u, c.found
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	u, found, err := s.db.GetUser(ctx, string(name), s.realm)
-	if err != nil {
-		return u, false
-	}
-	s.cacheMu.Lock()
-	s.cache[string(name)] = cachedUser{u: u, found: found, expiry: now.Add(5 * time.Second)}
-	s.cacheMu.Unlock()
-	return u, found
-}
+// Failures returns the failure table the step counts wrong answers in
+// (the server's, shared by every auth step).
+func (s *Auth) Failures() *auth.FailureTable { return s.failures }
 
 // Handle lets an authenticated request go on and answers the others with
 // a challenge (or 403). ACK and CANCEL are never challenged (§22.1).
@@ -133,7 +140,7 @@ func (s *Auth) Handle(c *proxy.Context) proxy.Action {
 		s.challenge(c, isProxy, false, now)
 		return proxy.Stop
 	}
-	u, ok := s.user(cr.Username, now)
+	u, ok, _ := s.subs.Get(cr.Username, s.realm, now) // a database error counts as unknown user
 	res := auth.BadCredentials
 	if ok {
 		if ha1, has := u.HA1(cr.Algorithm.Base().String()); has {
@@ -146,25 +153,14 @@ func (s *Auth) Handle(c *proxy.Context) proxy.Action {
 			c.Reply(403, "Authentication Identity Mismatch")
 			return proxy.Stop
 		}
-		if s.nfail.Load() > 0 {
-			s.mu.Lock()
-			delete(s.failures, c.Src.Addr())
-			s.nfail.Store(int32(len(s.failures)))
-			s.mu.Unlock()
-		}
+		s.failures.Reset(c.Src.Addr()) // no lock when no source of its shard failed
 		return proxy.Continue
 	case auth.Stale, auth.Replay:
 		s.challenge(c, isProxy, true, now)
 	case auth.Malformed:
 		c.Reply(400, "Malformed Authorization")
 	default:
-		key := c.Src.Addr()
-		s.mu.Lock()
-		s.failures[key]++
-		n := s.failures[key]
-		s.nfail.Store(int32(len(s.failures)))
-		s.mu.Unlock()
-		if n >= s.maxFail {
+		if s.failures.Add(c.Src.Addr(), now) >= s.maxFail {
 			c.Reply(403, "Forbidden")
 			return proxy.Stop
 		}

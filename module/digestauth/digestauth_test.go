@@ -13,6 +13,7 @@ import (
 	"github.com/veloxsip/velox/module/digestauth"
 	"github.com/veloxsip/velox/proxy"
 	"github.com/veloxsip/velox/store"
+	"github.com/veloxsip/velox/transport"
 )
 
 var self = netip.MustParseAddrPort("192.0.2.10:5060")
@@ -21,6 +22,7 @@ type rec struct{ sent []string }
 
 func (r *rec) Buffer() []byte                    { return make([]byte, 0, 4096) }
 func (r *rec) Local() netip.AddrPort             { return self }
+func (r *rec) Proto() transport.Proto            { return transport.UDP }
 func (r *rec) Send(b []byte, dst netip.AddrPort) { r.sent = append(r.sent, string(b)) }
 
 func h(s string) string { x := sha256.Sum256([]byte(s)); return hex.EncodeToString(x[:]) }
@@ -55,7 +57,7 @@ func TestDigestRegister(t *testing.T) {
 		c.Reply(200, "OK")
 		return proxy.Stop
 	})}})
-	srv.AddListener("udp", self, "")
+	srv.AddListener(transport.UDP, self, "")
 	w := srv.NewWorker(0).(*proxy.Worker)
 	src := netip.MustParseAddrPort("198.51.100.7:5060")
 	do := func(msg string) string {

@@ -4,7 +4,6 @@ package forward
 
 import (
 	"fmt"
-	"net/netip"
 
 	"github.com/veloxsip/velox/pipeline"
 	"github.com/veloxsip/velox/proxy"
@@ -12,14 +11,15 @@ import (
 
 // Options configure the module.
 type Options struct {
-	// To is a fixed destination, "host[:port]" (port 5060 when absent).
+	// To is a fixed destination: "host[:port]" (UDP, port 5060 when
+	// absent), "tcp:host[:port]" (also udp, tls, ws, wss) or a SIP URI.
 	// Empty: the Request-URI decides.
 	To string `yaml:"to"`
 }
 
 // Forward is the stateless forward step. It always ends the pipeline.
 type Forward struct {
-	to    netip.AddrPort
+	to    proxy.Dest
 	fixed bool
 }
 
@@ -29,7 +29,7 @@ func New(o Options) (*Forward, error) {
 	if o.To == "" {
 		return f, nil
 	}
-	to, err := proxy.ResolveHostPort(o.To)
+	to, err := proxy.ParseDest(o.To)
 	if err != nil {
 		return nil, fmt.Errorf("forward: %v", err)
 	}
@@ -47,7 +47,7 @@ func (f *Forward) Handle(c *proxy.Context) proxy.Action {
 		if len(t.Route) > 0 {
 			c.Msg.InsertHeaderFirst(t.Route)
 		}
-		c.Forward(t.Addr)
+		c.Forward(proxy.Dest{Addr: t.Addr, Proto: t.Proto})
 		return proxy.Stop
 	}
 	dst := f.to

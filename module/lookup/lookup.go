@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/veloxsip/velox/location"
+	"github.com/veloxsip/velox/module/digestauth"
 	"github.com/veloxsip/velox/module/registrar"
 	"github.com/veloxsip/velox/pipeline"
 	"github.com/veloxsip/velox/proxy"
 	"github.com/veloxsip/velox/sip"
+	"github.com/veloxsip/velox/transport"
 )
 
 // Options configure a lookup step.
@@ -29,6 +32,11 @@ type Options struct {
 	// phone behind NAT does, else the contact's own address; "received" —
 	// always the source of the REGISTER; "contact" — always the contact.
 	NAT string `yaml:"nat"`
+	// DB is the subscriber database (the auth step's). With it a user
+	// without live bindings gets 480 when it is a subscriber and 404 when
+	// it is not; without it lookup cannot tell the two apart and answers
+	// 404.
+	DB string `yaml:"db"`
 }
 
 // Lookup is a configured lookup step.
@@ -37,6 +45,7 @@ type Lookup struct {
 	domains  registrar.Domains
 	redirect bool
 	nat      natMode
+	subs     *digestauth.Subscribers // nil: no subscriber database
 }
 
 type natMode uint8
@@ -63,10 +72,15 @@ func New(o Options, srv *proxy.Server) (*Lookup, error) {
 	default:
 		return nil, fmt.Errorf("lookup: nat: %q is not auto, received or contact", o.NAT)
 	}
+	if o.DB != "" {
+		if l.subs, err = digestauth.OpenSubscribers(srv, o.DB); err != nil {
+			return nil, fmt.Errorf("lookup: %v", err)
+		}
+	}
 	return l, nil
 }
 
-// Handle looks the Request-URI's user up: no live binding gets 404;
+// Handle looks the Request-URI's user up: no live binding gets 404 or 480;
 // otherwise each binding becomes a Target (its contact as Request-URI,
 // its Path as Route, its q) and the pipeline goes on to relay — or, in
 // redirect mode, the caller gets 302 with the contacts.
@@ -87,7 +101,7 @@ func (l *Lookup) Handle(c *proxy.Context) proxy.Action {
 	var bsArr [16]location.Binding
 	bs := l.table.LookupBytes(location.AppendAOR(ab[:0], ru), l.table.Now(), bsArr[:0])
 	if len(bs) == 0 {
-		c.Reply(404, "Not Found")
+		l.noBinding(c, ru)
 		return proxy.Stop
 	}
 	if l.redirect {
@@ -114,10 +128,17 @@ func (l *Lookup) Handle(c *proxy.Context) proxy.Action {
 		if err := sip.ParseURI(t.URI, &u); err != nil {
 			continue
 		}
-		if l.useReceived(b, &u) {
+		if proto, ok := transport.ParseProto(b.Transport); ok && l.useFlow(b, proto, &u) {
+			// Over the connection the phone registered on.
+			t.Addr, t.Proto = b.Received, proto
+		} else if l.useReceived(b, &u) {
 			t.Addr = b.Received
-		} else if t.Addr, err = c.Server().URIDest(&u); err != nil {
-			continue
+		} else {
+			d, err := c.Server().URIDest(&u)
+			if err != nil {
+				continue
+			}
+			t.Addr, t.Proto = d.Addr, d.Proto
 		}
 		if len(b.Path) > 0 {
 			t.Route = appendRoute(c, b.Path)
@@ -129,6 +150,48 @@ func (l *Lookup) Handle(c *proxy.Context) proxy.Action {
 		return proxy.Stop
 	}
 	return proxy.Continue
+}
+
+// noBinding answers a request for a user without a live binding (RFC 3261
+// §21.4.5 and §21.4.18): with a subscriber database 404 when the
+// Request-URI names no subscriber and 480 when it names one (500 when the
+// database fails); without one always 404. Only sip and sips URIs with a
+// user part can name a subscriber.
+func (l *Lookup) noBinding(c *proxy.Context, ru *sip.URI) {
+	if l.subs == nil || (ru.Scheme != sip.SchemeSIP && ru.Scheme != sip.SchemeSIPS) {
+		c.Reply(404, "Not Found")
+		return
+	}
+	var ub [128]byte
+	found, err := l.subs.Exists(sip.AppendUnescaped(ub[:0], ru.User), ru.Host, time.Now())
+	switch {
+	case err != nil:
+		c.Reply(500, "Server Internal Error")
+	case found:
+		c.Reply(480, "Temporarily Unavailable")
+	default:
+		c.Reply(404, "Not Found")
+	}
+}
+
+// useFlow decides whether a request for binding b, registered over a
+// connection of transport proto, goes back over that connection: always
+// for WebSocket (the contact's host is a made-up .invalid name, RFC 7118
+// §5.2), for an RFC 5626 outbound registration (instance and reg-id), and
+// when the NAT rule says to use the source address.
+func (l *Lookup) useFlow(b *location.Binding, proto transport.Proto, u *sip.URI) bool {
+	ws := proto == transport.WS || proto == transport.WSS
+	switch {
+	case !proto.Reliable() || !b.Received.IsValid():
+		return false
+	case ws:
+		return true
+	case l.nat == natContact:
+		return false
+	case b.Instance != "" && b.RegID > 0:
+		return true
+	}
+	return l.useReceived(b, u)
 }
 
 // useReceived decides whether a request for binding b goes to the source

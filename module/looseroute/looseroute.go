@@ -48,13 +48,16 @@ func (LooseRoute) Handle(c *proxy.Context) proxy.Action {
 		return nextHop(c, &top, it.Line(), it.Rest(), nil)
 	}
 	line, rest := it.Line(), it.Rest()
-	m.RemoveFirstValue(line, rest)
 	var next sip.NameAddr
 	ok, err = it.Next(&next)
 	if err != nil {
 		c.Reply(400, "Malformed Route header")
 		return proxy.Stop
 	}
+	if ok && isR2(&top.URI) && self.IsSelfURI(&next.URI) {
+		return doubleRoute(c, ru, line, rest, it)
+	}
+	m.RemoveFirstValue(line, rest)
 	if !ok {
 		// We were the last Route: the Request-URI is the target.
 		c.NextHop = *ru
@@ -65,6 +68,44 @@ func (LooseRoute) Handle(c *proxy.Context) proxy.Action {
 		removed = top.Raw // same line: its first value is gone already
 	}
 	return nextHop(c, &next, it.Line(), it.Rest(), removed)
+}
+
+// isR2 reports a Route entry with r2=on: one of a pair of Record-Routes a
+// proxy put in when the request changed transport or interface there.
+func isR2(u *sip.URI) bool {
+	v, ok := u.Param("r2")
+	return ok && string(v) == "on"
+}
+
+// doubleRoute removes the two Route entries of this server (RFC 5658
+// double Record-Route) — the first on line, the second the iterator's
+// current one — and takes the next hop from what follows.
+func doubleRoute(c *proxy.Context, ru *sip.URI, line int, rest []byte, it sip.NameAddrIter) proxy.Action {
+	m := c.Msg
+	line2, rest2 := it.Line(), it.Rest()
+	if line2 == line {
+		m.RemoveFirstValue(line, rest2) // both values of one line
+	} else {
+		m.RemoveFirstValue(line, rest)
+		m.RemoveFirstValue(line2, rest2)
+	}
+	var next sip.NameAddr
+	ok, err := it.Next(&next)
+	if err != nil {
+		c.Reply(400, "Malformed Route header")
+		return proxy.Stop
+	}
+	if !ok {
+		c.NextHop = *ru
+		return proxy.Continue
+	}
+	if it.Line() == line2 {
+		// A strict router right after our pair on the same line is
+		// treated as loose: rewriting that line again would overlap.
+		c.NextHop = next.URI
+		return proxy.Continue
+	}
+	return nextHop(c, &next, it.Line(), it.Rest(), nil)
 }
 
 // nextHop makes the Route value na the next hop. When it names a strict

@@ -9,6 +9,7 @@ import (
 	"github.com/veloxsip/velox/module/registrar"
 	"github.com/veloxsip/velox/module/relay"
 	"github.com/veloxsip/velox/proxy"
+	"github.com/veloxsip/velox/transport"
 )
 
 var (
@@ -22,8 +23,9 @@ type rec struct {
 	dsts []netip.AddrPort
 }
 
-func (r *rec) Buffer() []byte        { return make([]byte, 0, 4096) }
-func (r *rec) Local() netip.AddrPort { return self }
+func (r *rec) Buffer() []byte         { return make([]byte, 0, 4096) }
+func (r *rec) Local() netip.AddrPort  { return self }
+func (r *rec) Proto() transport.Proto { return transport.UDP }
 func (r *rec) Send(b []byte, dst netip.AddrPort) {
 	r.sent = append(r.sent, string(b))
 	r.dsts = append(r.dsts, dst)
@@ -33,7 +35,7 @@ func (r *rec) WriteTo(b []byte, dst netip.AddrPort) error {
 	return nil
 }
 
-func setup(t *testing.T, redirect bool) (*proxy.Worker, *rec) {
+func setup(t testing.TB, redirect bool) (*proxy.Worker, *rec) {
 	t.Helper()
 	srv := proxy.NewServer(nil, proxy.Options{})
 	t.Cleanup(srv.Close)
@@ -47,9 +49,9 @@ func setup(t *testing.T, redirect bool) (*proxy.Worker, *rec) {
 	}
 	rl, _ := relay.New(relay.Options{})
 	srv.SetPipeline(proxy.Pipeline{{Name: "registrar", Handler: reg}, {Name: "lookup", Handler: lk}, {Name: "relay", Handler: rl}})
-	srv.AddListener("udp", self, "")
+	srv.AddListener(transport.UDP, self, "")
 	r := &rec{}
-	srv.AddConn(self, r)
+	srv.AddConn(transport.UDP, self, r)
 	return srv.NewWorker(0).(*proxy.Worker), r
 }
 

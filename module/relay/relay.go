@@ -5,7 +5,6 @@ package relay
 
 import (
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/veloxsip/velox/pipeline"
@@ -14,8 +13,10 @@ import (
 
 // Options configure a relay step.
 type Options struct {
-	// To lists fixed destinations, "host[:port]". Empty: the next hop of
-	// loose-route or the Request-URI.
+	// To lists fixed destinations: "host[:port]" (UDP),
+	// "tcp:host[:port]" (also udp, tls, ws, wss) or a SIP URI such as
+	// "sip:host:port;transport=tcp". Empty: the next hop of loose-route
+	// or the Request-URI.
 	To []string `yaml:"to"`
 	// Fork is "serial" (default: the next destination when a branch ends
 	// in a failover code) or "parallel" (all at once).
@@ -33,7 +34,7 @@ type Options struct {
 
 // Relay is a configured relay step.
 type Relay struct {
-	to  []netip.AddrPort
+	to  []proxy.Dest
 	opt proxy.RelayOptions
 }
 
@@ -41,7 +42,7 @@ type Relay struct {
 func New(o Options) (*Relay, error) {
 	r := &Relay{}
 	for _, s := range o.To {
-		a, err := proxy.ResolveHostPort(s)
+		a, err := proxy.ParseDest(s)
 		if err != nil {
 			return nil, fmt.Errorf("relay: to: %v", err)
 		}
@@ -98,7 +99,7 @@ func (r *Relay) Handle(c *proxy.Context) proxy.Action {
 		c.RelayTargets(c.Targets, o)
 		return proxy.Stop
 	}
-	var one [1]netip.AddrPort
+	var one [1]proxy.Dest
 	dsts := r.to
 	if c.Routed || len(dsts) == 0 {
 		d, code, reason := proxy.NextHop(c)

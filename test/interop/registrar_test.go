@@ -23,14 +23,22 @@ func startRegistrar(t *testing.T) string {
 
 func runRegister(t *testing.T, scenario, registrar, user string, contactPort int) sipptest.Result {
 	t.Helper()
+	return runRegisterOver(t, "u1", scenario, registrar, user, contactPort, "udp")
+}
+
+// runRegisterOver is runRegister with SIPp's transport (-t u1 or t1) and
+// the transport parameter of the registered contact.
+func runRegisterOver(t *testing.T, sippTransport, scenario, registrar, user string, contactPort int, contactTransport string) sipptest.Result {
+	t.Helper()
 	return sipptest.RunUACForTest(t, sipptest.UACOptions{
 		Scenario:  sipptest.Scenario(t, scenario),
 		Target:    registrar,
 		Service:   user,
+		Transport: sippTransport,
 		Calls:     1,
 		Timeout:   15 * time.Second,
 		Dir:       t.TempDir(),
-		ExtraArgs: []string{"-key", "contact_port", strconv.Itoa(contactPort)},
+		ExtraArgs: []string{"-key", "contact_port", strconv.Itoa(contactPort), "-key", "contact_transport", contactTransport},
 	})
 }
 

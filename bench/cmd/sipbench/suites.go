@@ -36,6 +36,12 @@ type Suite struct {
 	// the servers it is compared against (the best of them).
 	Candidate string
 	Baselines []string
+	// Setup, when set, prepares the session's files in e.Work before the
+	// first run (kinds: the Kinds of the servers that will run) and
+	// returns notes for the report.
+	Setup func(e Env, kinds map[string]bool) ([]string, error)
+	// UACArgs, when set, are extra SIPp UAC arguments (an injection file).
+	UACArgs func(e Env) []string
 }
 
 // Env is what suites need to build their command lines.
@@ -48,7 +54,17 @@ type Env struct {
 	Listen, To string
 	// VeloxWorkers is passed as --workers when > 0.
 	VeloxWorkers int
+	// Work is the session's work directory (suite files live there).
+	Work string
+	// Users is the number of subscribers of the authentication suites.
+	Users int
 }
+
+// Files of the authentication suites, in Env.Work.
+func (e Env) veloxDB() string    { return filepath.Join(e.Work, "velox-users.db") }
+func (e Env) kamailioDB() string { return filepath.Join(e.Work, "kamailio-users.db") }
+func (e Env) usersCSV() string   { return filepath.Join(e.Work, "users.csv") }
+func (e Env) usersInf() string   { return filepath.Join(e.Work, "users-sipp.csv") }
 
 func (e Env) veloxArgs(extra ...string) []string {
 	args := append([]string{}, extra...)
@@ -117,6 +133,30 @@ var suites = []Suite{
 		},
 		Candidate: "velox",
 		Baselines: []string{"kamailio-c1", "kamailio-c2"},
+	},
+	{
+		Name: "register-auth",
+		Description: "registrar with digest authentication (MD5, qop=auth): REGISTER, 401, REGISTER with credentials, 200, " +
+			"each call a different subscriber of the same table (velox registrar --auth --db; Kamailio auth_check with auth_db on db_sqlite, then save(\"location\"), usrloc in memory)",
+		UAC: "register/register_auth_load.xml", UAS: "uas.xml",
+		Servers: func(e Env) []Server {
+			kam := func(name string, children int) Server {
+				s := kamailioServer(e, name, "registrar-auth.cfg", children)
+				s.Args = append(s.Args, "-A", `DBURL="sqlite://`+e.kamailioDB()+`"`)
+				return s
+			}
+			return []Server{
+				{Name: "velox", Kind: "velox", Command: e.Velox, Args: e.veloxArgs("registrar",
+					"--listen", "udp:"+e.Listen, "--domain", benchDomain, "--auth", "--db", e.veloxDB(),
+					"--auth-algorithms", "MD5")},
+				kam("kamailio-c1", 1),
+				kam("kamailio-c2", 2),
+			}
+		},
+		Candidate: "velox",
+		Baselines: []string{"kamailio-c1", "kamailio-c2"},
+		Setup:     setupSubscribers,
+		UACArgs:   func(e Env) []string { return []string{"-inf", e.usersInf()} },
 	},
 }
 
