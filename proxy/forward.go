@@ -468,16 +468,24 @@ func parsePort(b []byte) (uint16, bool) {
 // the status and reason to reply with (404 for a Request-URI naming this
 // server, 503 when the host does not resolve).
 func NextHop(c *Context) (dst Dest, code int, reason string) {
+	ru, err := c.Msg.RURI()
+	if err != nil {
+		return dst, 400, "Malformed Request-URI"
+	}
+	if !c.Routed || sameBytes(c.NextHop.Raw, ru.Raw) {
+		// The Request-URI is the next hop: a Contact alias of ours names
+		// the connection it is reached over (alias.go).
+		if d, stripped, ok := uriAlias(c.Msg, ru); ok {
+			c.Msg.SetRequestURI(stripped)
+			return d, 0, ""
+		}
+	}
 	if c.Routed {
 		d, err := c.srv.URIDest(&c.NextHop)
 		if err != nil {
 			return d, 503, "Next Hop Unresolvable"
 		}
 		return d, 0, ""
-	}
-	ru, err := c.Msg.RURI()
-	if err != nil {
-		return dst, 400, "Malformed Request-URI"
 	}
 	if c.srv.self.IsSelfURI(ru) {
 		return dst, 404, "Not Found"
@@ -488,3 +496,6 @@ func NextHop(c *Context) (dst Dest, code int, reason string) {
 	}
 	return d, 0, ""
 }
+
+// sameBytes reports whether a and b are the same bytes in memory.
+func sameBytes(a, b []byte) bool { return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0] }

@@ -196,6 +196,9 @@ func (w *Worker) Handle(data []byte, src netip.AddrPort, out Sender) {
 		w.malformed(err, src, out)
 		return
 	}
+	if p := out.Proto(); p == transport.WS || p == transport.WSS {
+		aliasContact(m, src, p)
+	}
 	if m.IsRequest() {
 		w.st.Requests.Add(1)
 		w.request(src, out)
@@ -246,12 +249,16 @@ func (w *Worker) malformed(err error, src netip.AddrPort, out Sender) {
 func (w *Worker) request(src netip.AddrPort, out Sender) {
 	c := &w.ctx
 	c.reset(&w.msg, src, out)
-	if _, err := c.Msg.TopVia(); err != nil {
+	top, err := c.Msg.TopVia()
+	if err != nil {
 		w.st.Malformed.Add(1)
 		if c.Msg.Method() != sip.ACK {
 			c.Reply(400, "Malformed Via header") // goes to the source address
 		}
 		return
+	}
+	if c.Proto == transport.TCP {
+		c.connAlias(top)
 	}
 	if w.absorb(c) {
 		return
@@ -267,6 +274,33 @@ func (w *Worker) request(src netip.AddrPort, out Sender) {
 		}
 	}
 	w.st.Unrouted.Add(1)
+}
+
+// Aliaser is a Conn whose connections can be reached under another
+// address (RFC 5923).
+type Aliaser interface {
+	Alias(conn, alias netip.AddrPort)
+}
+
+// connAlias honours ";alias" on the Via of a request that came over TCP
+// (RFC 5923): requests to its sent-by address reuse this connection. Over
+// TLS the sender's certificate would have to be checked against the
+// sent-by host first, so TLS connections are not aliased.
+func (c *Context) connAlias(top *sip.Via) {
+	if _, ok := sip.ParamValue(top.Params, "alias"); !ok {
+		return
+	}
+	a, isIP := ParseIP(top.Host)
+	if !isIP || a.Unmap() != c.Src.Addr().Unmap() {
+		return // only an address of the sender itself
+	}
+	port := top.Port
+	if port == 0 {
+		port = 5060
+	}
+	if al, ok := c.li.conn.(Aliaser); ok {
+		al.Alias(c.Src, netip.AddrPortFrom(a, port))
+	}
 }
 
 // WorkerStats are one worker's counters.

@@ -573,6 +573,9 @@ func (t *txTable) restart(cl *cell, out Sender, sc *scratch, code int, failure b
 	if sc.msg.Parse(cl.req.b) != nil {
 		return false
 	}
+	if p := cl.li.proto; p == transport.WS || p == transport.WSS {
+		aliasContact(&sc.msg, cl.src, p) // cl.req is the request as received
+	}
 	ctx := Context{srv: t.srv}
 	ctx.st = &t.failStats
 	snd := t.senderFor(out, cl.li)

@@ -120,3 +120,63 @@ func TestDoubleRouteRemoved(t *testing.T) {
 		}
 	}
 }
+
+// A WebSocket client's INVITE gets a Contact alias naming its connection;
+// the callee's in-dialog request to that Contact goes back over the
+// connection, without the alias.
+func TestWebSocketContactAlias(t *testing.T) {
+	f := newStateful(t, relay.Options{To: []string{uasAddr.String()}})
+	ws := &streamRecorder{recorder{buf: make([]byte, 0, 65535)}, transport.WS}
+	f.srv.AddListener(transport.WS, proxyAddr, "")
+	f.srv.AddConn(transport.WS, proxyAddr, ws)
+	client := netip.MustParseAddrPort("192.0.2.1:50123")
+	inv := strings.NewReplacer("SIP/2.0/UDP 192.0.2.1:5061;branch=z9hG4bK-1;rport", "SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK-1",
+		"Contact: <sip:alice@192.0.2.1:5061>", "Contact: <sip:k3t8@df7jal23ls0d.invalid;transport=ws;ob>").Replace(string(crlf(invite)))
+	f.r.sent = nil
+	f.w.Handle([]byte(inv), client, ws)
+	fwd := f.one(f.r.sent, uasAddr, "INVITE ")
+	if !strings.Contains(fwd, "Contact: <sip:k3t8@df7jal23ls0d.invalid;transport=ws;ob;alias=192.0.2.1~50123~5>\r\n") {
+		t.Fatalf("no alias in the Contact:\n%s", fwd)
+	}
+	if !strings.Contains(fwd, "Via: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK-1;rport=50123;received=192.0.2.1\r\n") {
+		t.Fatalf("WebSocket Via without received/rport:\n%s", fwd)
+	}
+	// The callee sends BYE to the aliased Contact along our two routes.
+	bye := "BYE sip:k3t8@df7jal23ls0d.invalid;transport=ws;ob;alias=192.0.2.1~50123~5 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.20:5070;branch=z9hG4bK-b1\r\n" +
+		"Route: <sip:192.0.2.10:5060;r2=on;lr>, <sip:192.0.2.10:5060;transport=ws;r2=on;lr>\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:bob@b.example>;tag=b1\r\nTo: <sip:alice@a.example>;tag=a1\r\nCall-ID: c1@a\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+	ws.sent, f.r.sent = nil, nil
+	f.w.Handle([]byte(bye), uasAddr, f.r)
+	got := f.one(ws.sent, client, "BYE ")
+	if !strings.HasPrefix(got, "BYE sip:k3t8@df7jal23ls0d.invalid;transport=ws;ob SIP/2.0\r\nVia: SIP/2.0/WS 192.0.2.10:5060;branch=") {
+		t.Fatalf("BYE to the WebSocket client:\n%s", got)
+	}
+}
+
+// aliasRecorder is a stream recorder that notes RFC 5923 aliases.
+type aliasRecorder struct {
+	streamRecorder
+	aliases [][2]netip.AddrPort
+}
+
+func (r *aliasRecorder) Alias(conn, alias netip.AddrPort) {
+	r.aliases = append(r.aliases, [2]netip.AddrPort{conn, alias})
+}
+
+// A request over TCP whose Via carries ;alias makes its connection
+// reachable at the sent-by address, but only for the sender's own IP.
+func TestTCPViaAlias(t *testing.T) {
+	f := newStateful(t, relay.Options{To: []string{uasAddr.String()}})
+	tcp := &aliasRecorder{streamRecorder: streamRecorder{recorder{buf: make([]byte, 0, 65535)}, transport.TCP}}
+	f.srv.AddListener(transport.TCP, proxyAddr, "")
+	f.srv.AddConn(transport.TCP, proxyAddr, tcp)
+	src := netip.MustParseAddrPort("192.0.2.1:40001")
+	for i, via := range []string{"SIP/2.0/TCP 192.0.2.1:5061;branch=z9hG4bK-1;alias", "SIP/2.0/TCP 192.0.2.99:5061;branch=z9hG4bK-2;alias"} {
+		inv := strings.Replace(inviteN(i+1), "SIP/2.0/UDP 192.0.2.1:5061;branch=z9hG4bK-"+string(rune('1'+i))+";rport", via, 1)
+		f.w.Handle([]byte(inv), src, tcp)
+	}
+	want := [2]netip.AddrPort{src, netip.MustParseAddrPort("192.0.2.1:5061")}
+	if len(tcp.aliases) != 1 || tcp.aliases[0] != want {
+		t.Fatalf("aliases %v, want only %v", tcp.aliases, want)
+	}
+}

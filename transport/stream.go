@@ -622,18 +622,19 @@ type conn struct {
 	linked     bool
 
 	// reader goroutine only
-	rw     *streamWorker // borrowed worker
-	have   int           // bytes in rw.rbuf
-	rest   []byte        // start of an incomplete message while no worker is held
-	scan   int           // frameSIP's search hint
-	reads  int           // reads since the worker was borrowed
-	rn     int
-	rerr   error
-	rp     []byte // tls.Conn's buffer for readNow
-	nbRead bool   // tls.Conn reads through readNow (after the handshake)
-	frag   []byte // WebSocket: fragments of a message
-	fragOp byte
-	peek   [1]byte
+	rw      *streamWorker // borrowed worker
+	have    int           // bytes in rw.rbuf
+	rest    []byte        // start of an incomplete message while no worker is held
+	scan    int           // frameSIP's search hint
+	reads   int           // reads since the worker was borrowed
+	rn      int
+	rerr    error
+	rp      []byte // tls.Conn's buffer for readNow
+	nbRead  bool   // tls.Conn reads through readNow (after the handshake)
+	tlsWait bool   // tls.Conn needs more from the socket: wait until it is readable
+	frag    []byte // WebSocket: fragments of a message
+	fragOp  byte
+	peek    [1]byte
 
 	// write side, under wmu
 	wmu        sync.Mutex
@@ -1060,11 +1061,17 @@ func (c *conn) read() (int, error) {
 		}
 		return c.rn, c.rerr
 	}
+	// tls.Conn may hold complete records it read from the socket (with
+	// the end of the handshake, or before a yield): wait for the socket
+	// only after it said it needs more.
 	for {
-		if c.rw == nil {
+		if c.tlsWait {
 			if err := c.rc.Read(c.peekFn); err != nil {
 				return 0, err
 			}
+			c.tlsWait = false
+		}
+		if c.rw == nil {
 			c.acquire()
 		}
 		if c.have == len(c.rw.rbuf) {
@@ -1073,6 +1080,7 @@ func (c *conn) read() (int, error) {
 		n, err := c.tls.Read(c.rw.rbuf[c.have:])
 		if err == errWouldBlock {
 			c.release()
+			c.tlsWait = true
 			continue
 		}
 		return n, err

@@ -202,6 +202,9 @@ type streamConn struct {
 
 func (c streamConn) WriteTo(b []byte, dst netip.AddrPort) error { return c.s.WriteTo(c.proto, b, dst) }
 
+// Alias makes the connection from conn reachable as alias (RFC 5923).
+func (c streamConn) Alias(conn, alias netip.AddrPort) { c.s.Alias(c.proto, conn, alias) }
+
 // listenFlags are the listener flags of the quick modes.
 type listenFlags struct {
 	listens   []string

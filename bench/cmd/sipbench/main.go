@@ -53,6 +53,7 @@ type config struct {
 	skipMissing  bool
 	maxFailed    int64
 	pause        time.Duration
+	users        int
 }
 
 // runResult is one measured run of one server.
@@ -78,7 +79,7 @@ func (r runResult) cpuPerCall() float64 {
 
 func main() {
 	var c config
-	flag.StringVar(&c.suite, "suite", "stateless", "benchmark suite (stateless, stateful)")
+	flag.StringVar(&c.suite, "suite", "stateless", "benchmark suite (stateless, stateful, register, register-auth)")
 	flag.StringVar(&c.servers, "servers", "", "comma-separated servers of the suite to run (default: all)")
 	flag.StringVar(&c.velox, "velox", os.Getenv("VELOX_BIN"), "velox binary (default: $VELOX_BIN, else go build ./cmd/velox into a temporary directory)")
 	flag.IntVar(&c.veloxWorkers, "workers", 0, "pass --workers N to velox (0: velox default)")
@@ -94,6 +95,7 @@ func main() {
 	flag.BoolVar(&c.skipMissing, "skip-missing", false, "skip servers whose binary is missing instead of failing")
 	flag.Int64Var(&c.maxFailed, "max-failed", -1, "exit 1 if any run has more failed calls than this (-1: never)")
 	flag.DurationVar(&c.pause, "pause", time.Second, "idle time between runs")
+	flag.IntVar(&c.users, "users", 0, "subscribers of the register-auth suite, imported into both servers (default: -calls, so that every call of a run is a different user)")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "sipbench:", err)
@@ -132,6 +134,11 @@ func run(c config) error {
 		Listen:       fmt.Sprintf("127.0.0.1:%d", c.proxyPort),
 		To:           fmt.Sprintf("127.0.0.1:%d", c.uasPort),
 		VeloxWorkers: c.veloxWorkers,
+		Work:         work,
+		Users:        c.users,
+	}
+	if env.Users <= 0 {
+		env.Users = c.calls
 	}
 	env.Kamailio, _ = exec.LookPath("kamailio")
 	all := suite.Servers(Env{Root: root, Listen: env.Listen, To: env.To})
@@ -181,6 +188,22 @@ func run(c config) error {
 	if len(servers) == 0 {
 		return errors.New("no server to run")
 	}
+	if suite.Setup != nil {
+		kinds := map[string]bool{}
+		for _, s := range servers {
+			kinds[s.Kind] = true
+		}
+		fmt.Fprintln(os.Stderr, "preparing the suite's files ...")
+		more, err := suite.Setup(env, kinds)
+		if err != nil {
+			return err
+		}
+		notes = append(notes, more...)
+	}
+	var uacArgs []string
+	if suite.UACArgs != nil {
+		uacArgs = suite.UACArgs(env)
+	}
 
 	load0 := loadAvg()
 	results := map[string][]runResult{}
@@ -192,7 +215,7 @@ func run(c config) error {
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "run %d/%d %s: %d calls at %d cps ... ", r, c.repeat, s.Name, c.calls, c.rate)
-			res := runOne(c, sipp, suite, s, root, dir)
+			res := runOne(c, sipp, suite, s, root, dir, uacArgs)
 			results[s.Name] = append(results[s.Name], res)
 			if res.err != nil {
 				fmt.Fprintf(os.Stderr, "ERROR: %v\n", res.err)
@@ -226,7 +249,7 @@ func run(c config) error {
 
 // runOne measures one server: UAS up, server up (answering OPTIONS), CPU
 // snapshot, UAC run, CPU snapshot, everything stopped.
-func runOne(c config, sipp string, suite Suite, s Server, root, dir string) (res runResult) {
+func runOne(c config, sipp string, suite Suite, s Server, root, dir string, uacArgs []string) (res runResult) {
 	res.server = s.Name
 	for _, p := range []int{c.proxyPort, c.uasPort} {
 		if sipptest.UDPBound(p) {
@@ -288,7 +311,7 @@ func runOne(c config, sipp string, suite Suite, s Server, root, dir string) (res
 		Sipp: sipp, Scenario: filepath.Join(scen, suite.UAC),
 		Target: fmt.Sprintf("127.0.0.1:%d", c.proxyPort),
 		Calls:  c.calls, Rate: c.rate, Limit: c.limit, Timeout: c.timeout,
-		RTT: true, Dir: dir,
+		RTT: true, Dir: dir, ExtraArgs: uacArgs,
 	})
 	res.wall = time.Since(start)
 	cpu1, procs := treeCPU(pid)
