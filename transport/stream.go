@@ -36,7 +36,10 @@ import (
 // messages that could not be delivered: the connect failed or timed out,
 // the connection failed with messages still queued, there is no connection
 // for a WS or WSS destination, or a queue overflowed. It is called from a
-// pool worker, never during a HandleStream of the same worker.
+// pool worker, never during a HandleStream of the same worker; err is a
+// bare errno when there is one (syscall.ECONNREFUSED, ETIMEDOUT for a
+// timeout, ECONNRESET, …), else ErrNoConnection, ErrQueueFull, ErrIdle,
+// ErrConnClosed, ErrTooManyConns or a TLS error.
 type StreamHandler interface {
 	// HandleStream handles one message received from src. data aliases a
 	// transport buffer and is valid only during the call (the handler may
@@ -443,7 +446,7 @@ func (s *Streams) report(q msgQueue, dst netip.AddrPort, err error) {
 // reportOne reports one message (copied).
 func (s *Streams) reportOne(b []byte, dst netip.AddrPort, err error) {
 	var q msgQueue
-	q.add(b, 0, false)
+	q.add(b, 0, true)
 	s.report(q, dst, err)
 }
 
@@ -458,11 +461,28 @@ func (s *Streams) deliverReport(r report) {
 	case <-s.done:
 		return
 	}
+	err := reportError(r.err)
 	r.q.each(func(payload []byte) {
 		s.st.unreachable.Add(1)
-		w.uh.HandleUnreachable(payload, r.dst, r.err)
+		w.uh.HandleUnreachable(payload, r.dst, err)
 	})
 	s.workers <- w
+}
+
+// reportError is the error HandleUnreachable hears: like the UDP
+// listener's, the bare errno of a socket error (syscall.ECONNREFUSED,
+// EHOSTUNREACH, ECONNRESET, …), syscall.ETIMEDOUT for a connect or
+// handshake that timed out, else the error itself (ErrNoConnection,
+// ErrQueueFull, a certificate error, …).
+func reportError(err error) error {
+	if e := errnoOf(err); e != 0 {
+		return e
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		return syscall.ETIMEDOUT
+	}
+	return err
 }
 
 // reaper closes idle connections, pings idle WebSocket connections and
@@ -1026,19 +1046,20 @@ func (c *conn) handshakeTLS(tc *tls.Conn) error {
 // readLoop reads and handles messages until an error or EOF.
 func (c *conn) readLoop() error {
 	c.nbRead = c.tls != nil
+	if len(c.rest) > 0 {
+		// Bytes that came with the WebSocket upgrade request.
+		c.acquire()
+		if err := c.process(); err != nil {
+			return err
+		}
+	}
 	for {
 		n, err := c.read()
 		if n > 0 {
 			c.lastRead.Store(nanotime())
 			c.pinged.Store(false)
 			c.have += n
-			var perr error
-			if c.proto.isWS() {
-				perr = c.processWS()
-			} else {
-				perr = c.processSIP()
-			}
-			if perr != nil {
+			if perr := c.process(); perr != nil {
 				return perr
 			}
 			if c.reads++; c.reads >= yieldReads {
@@ -1049,6 +1070,14 @@ func (c *conn) readLoop() error {
 			return err
 		}
 	}
+}
+
+// process handles what the worker's buffer holds.
+func (c *conn) process() error {
+	if c.proto.isWS() {
+		return c.processWS()
+	}
+	return c.processSIP()
 }
 
 // read waits until the socket is readable, borrows a worker if it holds

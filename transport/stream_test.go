@@ -2,7 +2,7 @@ package transport
 
 import (
 	"bytes"
-	"errors"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -431,7 +431,7 @@ func TestTCPWriteToRefusedIsUnreachable(t *testing.T) {
 		for _, want := range []string{m, m2} {
 			select {
 			case u := <-h.unreach:
-				if u.payload != want || u.dst != dst || !errors.Is(u.err, syscall.ECONNREFUSED) {
+				if u.payload != want || u.dst != dst || u.err != syscall.ECONNREFUSED { // the bare errno, as for UDP
 					t.Fatalf("unreachable %q %v %v", u.payload, u.dst, u.err)
 				}
 			case <-time.After(5 * time.Second):
@@ -779,5 +779,71 @@ func BenchmarkTCPEcho(b *testing.B) {
 		if err := e.roundTrip(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func BenchmarkTLSEcho(b *testing.B) {
+	ca := newTestCA(b)
+	h := newTestHandler()
+	s := startStreams(b, StreamsOptions{Workers: 2}, h)
+	l := listenTLS(b, s, ca, "127.0.0.1:0", nil)
+	c, err := dialTLS(b, l.LocalAddr(), &tls.Config{RootCAs: ca.pool, ServerName: "sip.example.com"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := []byte(sipMsg("echo", "v=0\r\n"))
+	e := &echoConn{c: c, msg: m, buf: make([]byte, len(m))}
+	for i := 0; i < 100; i++ {
+		if err := e.roundTrip(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(m)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := e.roundTrip(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestConnectTimeout: an outbound TLS connection whose peer accepts but
+// never answers the handshake is reported after ConnectTimeout as
+// syscall.ETIMEDOUT.
+func TestConnectTimeout(t *testing.T) {
+	peer, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	go func() {
+		for {
+			c, err := peer.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // says nothing
+		}
+	}()
+	h := newTestHandler()
+	s := startStreams(t, StreamsOptions{ConnectTimeout: 200 * time.Millisecond}, h)
+	dst := peer.Addr().(*net.TCPAddr).AddrPort()
+	m := sipMsg("timeout", "")
+	start := time.Now()
+	s.WriteTo(TLS, []byte(m), dst)
+	select {
+	case u := <-h.unreach:
+		if u.payload != m || u.err != syscall.ETIMEDOUT {
+			t.Fatalf("unreachable %q %v (%T)", u.payload, u.err, u.err)
+		}
+		if d := time.Since(start); d < 150*time.Millisecond {
+			t.Fatalf("reported after %v", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no report")
+	}
+	if st := s.Stats(); st.ConnectFailures != 1 || st.Open != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,9 +103,9 @@ func TestWSRoundTrip(t *testing.T) {
 	for _, proto := range []Proto{WS, WSS} {
 		t.Run(proto.String(), func(t *testing.T) {
 			h := newTestHandler()
-			var lastProto Proto
+			var lastProto atomic.Uint32
 			h.f = func(data []byte, src netip.AddrPort, out *StreamOut) {
-				lastProto = out.Proto()
+				lastProto.Store(uint32(out.Proto()))
 				out.Send(append(out.Buffer(), data...), src)
 			}
 			s := startStreams(t, StreamsOptions{}, h)
@@ -119,8 +120,8 @@ func TestWSRoundTrip(t *testing.T) {
 			m := sipMsg("ws", "hello")
 			c.send(t, ws.OpText, true, m)
 			c.expectText(t, m)
-			if lastProto != proto {
-				t.Fatalf("out.Proto() %v", lastProto)
+			if p := Proto(lastProto.Load()); p != proto {
+				t.Fatalf("out.Proto() %v", p)
 			}
 			// Binary messages, a long one, and a fragmented one.
 			c.send(t, ws.OpBinary, true, m)
@@ -190,6 +191,12 @@ func TestWSHandshakeRejections(t *testing.T) {
 
 func TestWSCloseRemovesConnection(t *testing.T) {
 	h := newTestHandler()
+	var fwd atomic.Pointer[netip.AddrPort] // where to forward messages, once set
+	h.f = func(data []byte, src netip.AddrPort, out *StreamOut) {
+		if dst := fwd.Load(); dst != nil {
+			out.Send(data, *dst)
+		}
+	}
 	s := startStreams(t, StreamsOptions{}, h)
 	l := listenWS(t, s, WS, nil)
 	var clients []*wsClient
@@ -215,13 +222,13 @@ func TestWSCloseRemovesConnection(t *testing.T) {
 	}
 	// A send to a WS address without a connection is reported.
 	got := make(chan error, 1)
-	h.f = func(data []byte, src netip.AddrPort, out *StreamOut) { out.Send(data, a) }
+	fwd.Store(&a)
 	clients[5].send(t, ws.OpText, true, sipMsg("fwd", ""))
 	select {
 	case u := <-h.unreach:
 		got <- u.err
 	case <-time.After(5 * time.Second):
-		t.Fatal("no report")
+		t.Fatalf("no report; stats %+v handled %d", s.Stats(), h.n.Load())
 	}
 	if err := <-got; err != ErrNoConnection {
 		t.Fatalf("report %v", err)
@@ -317,5 +324,27 @@ func TestWSEarlyFrame(t *testing.T) {
 	got, err := ws.ReadFrame(br)
 	if err != nil || string(got.Payload) != m {
 		t.Fatalf("echo %q %v", got.Payload, err)
+	}
+}
+
+func BenchmarkWSEcho(b *testing.B) {
+	h := newTestHandler()
+	s := startStreams(b, StreamsOptions{Workers: 2}, h)
+	l := listenWS(b, s, WS, nil)
+	c, _, err := dialWS(b, l, []string{"sip"}, "", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := []byte(sipMsg("echo", "v=0\r\n"))
+	frame, _ := ws.CompileFrame(ws.MaskFrameInPlace(ws.NewTextFrame(append([]byte(nil), m...))))
+	reply, _ := ws.CompileFrame(ws.NewTextFrame(m))
+	e := &echoConn{c: c, msg: frame, buf: make([]byte, len(reply))}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(m)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := e.roundTrip(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -135,8 +135,8 @@ func TestFailureOptions(t *testing.T) {
 	}
 }
 
-// A successful authentication (cached subscriber, nobody failed) does not
-// allocate.
+// A successful authentication (cached subscriber, nobody failed) and a
+// challenge do not allocate.
 func TestAuthOKNoAlloc(t *testing.T) {
 	srv, do := authServer(t, 1, digestauth.Options{})
 	_ = srv
@@ -160,6 +160,11 @@ func TestAuthOKNoAlloc(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("%v allocations per authenticated request", n)
+	}
+	// Nor does a challenge.
+	noCred := []byte(register(""))
+	if n := testing.AllocsPerRun(runs, func() { w.Handle(noCred, src, r) }); n != 0 || !strings.HasPrefix(string(r.last), "SIP/2.0 401 ") {
+		t.Fatalf("%v allocations per challenge; last answer:\n%s", n, r.last)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/veloxsip/velox/module/digestauth"
 	"github.com/veloxsip/velox/proxy"
+	"github.com/veloxsip/velox/store"
 )
 
 func TestSubscribersCache(t *testing.T) {
@@ -102,4 +103,53 @@ func TestSubscribersClosedDB(t *testing.T) {
 	if _, err := s.Exists([]byte("a"), []byte("example.com"), time.Now()); err == nil {
 		t.Fatal("no error from a closed database")
 	}
+}
+
+// BenchmarkSubscribers: Hit is a cached user, Miss a database read (every
+// iteration another of 100,000 users, as under registration load).
+func BenchmarkSubscribers(b *testing.B) {
+	srv := proxy.NewServer(nil, proxy.Options{})
+	b.Cleanup(srv.Close)
+	s, err := digestauth.OpenSubscribers(srv, filepath.Join(b.TempDir(), "v.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const n = 100_000
+	names := make([][]byte, n)
+	for i := range names {
+		names[i] = []byte("user" + strconv.Itoa(i))
+	}
+	_, err = s.DB().ImportUsers(context.Background(), func(yield func(store.UserRow, error) bool) {
+		for i := range n {
+			if !yield(store.UserRow{Username: string(names[i]), Domain: "example.com", Password: "pw"}, nil) {
+				return
+			}
+		}
+	}, store.ImportOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dom := []byte("example.com")
+	b.Run("Hit", func(b *testing.B) {
+		now := time.Now()
+		s.Get(names[0], dom, now)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok, _ := s.Get(names[0], dom, now); !ok {
+				b.Fatal("not found")
+			}
+		}
+	})
+	b.Run("Miss", func(b *testing.B) {
+		now := time.Now()
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			now = now.Add(digestauth.SubscriberTTL) // every entry expired
+			if _, ok, _ := s.Get(names[i%n], dom, now); !ok {
+				b.Fatal("not found")
+			}
+			i++
+		}
+	})
 }
