@@ -92,7 +92,11 @@ func (id *Identity) AddListener(proto transport.Proto, local netip.AddrPort, adv
 	}
 	hp := host + ":" + strconv.Itoa(int(port))
 	uri := "<sip:" + hp
-	if proto != transport.UDP {
+	switch proto {
+	case transport.UDP:
+	case transport.WSS:
+		uri += ";transport=ws" // RFC 7118 §5.2 defines only "ws" for URIs
+	default:
 		uri += ";transport=" + proto.String()
 	}
 	li := &listenerInfo{

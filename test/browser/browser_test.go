@@ -2,7 +2,9 @@
 // Debian Chromium registers over secure WebSocket (wss:) to the SIP server
 // under test and places a call that the server relays over UDP to a SIPp
 // answerer; the call is confirmed (200 OK + ACK), hung up (BYE answered)
-// and the browser unregisters. See README.md.
+// and the browser unregisters. In the other direction a SIPp caller calls
+// the registered browser through the server, which the browser answers;
+// the caller's BYE reaches it along the route set. See README.md.
 //
 // Environment:
 //
@@ -178,6 +180,10 @@ type browserCase struct {
 	// failAt is the step the run must fail at ("" : every step passes,
 	// and SIPp completes one call; else SIPp must see no call).
 	failAt string
+	// incoming: the browser does not call; once registered, a SIPp
+	// caller (uac_to_browser.xml) calls it through the server's UDP
+	// listener, it answers (run.mjs --mode answer) and the caller hangs up.
+	incoming bool
 }
 
 var browserCases = []browserCase{
@@ -186,6 +192,10 @@ var browserCases = []browserCase{
 	// The harness must notice a failure: a wrong password ends the run
 	// at the register step with a non-zero exit.
 	{name: "wrong-password", serverPassword: "s3cret-Pa55", password: "wrong", failAt: "register"},
+	// A call to the browser: INVITE sip:alice@domain over UDP, lookup
+	// over the WebSocket connection alice registered on, ACK and BYE
+	// along the Record-Route set back to the browser.
+	{name: "incoming-call", incoming: true},
 }
 
 // TestBrowserCall: a real browser (JsSIP in headless Chromium) registers
@@ -194,7 +204,8 @@ var browserCases = []browserCase{
 // unregisters. SIPp must see exactly one successful call. Each server is
 // run without authentication, with digest authentication of REGISTER and
 // INVITE (JsSIP answering the 401 and 407 challenges), and with a wrong
-// password (the run must fail at register).
+// password (the run must fail at register); and, as callee, answering a
+// SIPp caller's INVITE relayed to it over its WebSocket connection.
 func TestBrowserCall(t *testing.T) {
 	servers := selectedServers(t)
 	for _, srv := range servers {
@@ -216,12 +227,19 @@ type runResult struct {
 	FailedStep string `json:"failedStep"`
 	Error      string `json:"error"`
 	AnswerSDP  string `json:"answerSdp"`
+	OfferSDP   string `json:"offerSdp"`
 	Steps      []struct {
 		Name   string `json:"name"`
 		OK     bool   `json:"ok"`
 		MS     int    `json:"ms"`
 		Detail string `json:"detail"`
 	} `json:"steps"`
+
+	// Answer mode: the INVITE and BYE the browser received, and the
+	// first line of its response to the BYE.
+	InviteIn string `json:"inviteIn"`
+	ByeIn    string `json:"byeIn"`
+	ByeReply string `json:"byeReply"`
 }
 
 func runBrowserCall(t *testing.T, bt browserTools, srv serverUnderTest, c browserCase) {
@@ -253,6 +271,10 @@ func runBrowserCall(t *testing.T, bt browserTools, srv serverUnderTest, c browse
 		"--chromium", bt.chromium,
 		"--hold-ms", "1000", "--timeout-ms", "50000",
 		"--json", resultPath, "--trace"}
+	readyPath := filepath.Join(dir, "ready")
+	if c.incoming {
+		argv = append(argv, "--mode", "answer", "--ready-file", readyPath, "--incoming-ms", "15000")
+	}
 	start := time.Now()
 	p, err := sipptest.StartProc("browser", bt.dir, logPath, argv...)
 	if err != nil {
@@ -260,6 +282,17 @@ func runBrowserCall(t *testing.T, bt browserTools, srv serverUnderTest, c browse
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 75*time.Second)
 	defer cancel()
+
+	// The call to the browser, once it registered: SIPp calls
+	// sip:alice@domain through the server's UDP listener.
+	var uac *uacRun
+	if c.incoming {
+		if waitFile(ctx, readyPath, p) {
+			uac = runCaller(t, bt, env, filepath.Join(dir, "uac"))
+		} else {
+			t.Errorf("the browser did not register (no %s): no call made", readyPath)
+		}
+	}
 	_ = p.Wait(ctx)
 	p.Stop(syscall.SIGKILL, 0) // no-op for an exited run but its stragglers
 	code := p.ExitCode()
@@ -279,7 +312,11 @@ func runBrowserCall(t *testing.T, bt browserTools, srv serverUnderTest, c browse
 	case jsonErr != nil:
 		t.Errorf("no result from run.mjs (exit %d after %v): %v", code, elapsed, jsonErr)
 	case c.failAt == "":
-		for _, s := range []string{"register", "call", "bye", "unregister"} {
+		steps := []string{"register", "call", "bye", "unregister"}
+		if c.incoming {
+			steps = []string{"register", "incoming", "answer", "remote-bye", "unregister"}
+		}
+		for _, s := range steps {
 			if !okSteps[s] {
 				t.Errorf("step %s did not succeed", s)
 			}
@@ -307,7 +344,7 @@ func runBrowserCall(t *testing.T, bt browserTools, srv serverUnderTest, c browse
 		t.Fatalf("sipp answerer: %v", err)
 	}
 	calls, invites := 1, map[string]int{"INVITE": 1, "ACK": 1, "BYE": 1}
-	if c.failAt == "register" || c.failAt == "connect" || c.failAt == "media" {
+	if c.incoming || c.failAt == "register" || c.failAt == "connect" || c.failAt == "media" {
 		calls, invites = 0, map[string]int{"INVITE": 0, "ACK": 0, "BYE": 0}
 	}
 	if st.Created != int64(calls) || st.Successful != int64(calls) || st.Failed != 0 {
@@ -327,8 +364,153 @@ func runBrowserCall(t *testing.T, bt browserTools, srv serverUnderTest, c browse
 			t.Errorf("the INVITE SIPp received is not record-routed:\n%s", inv[0].Text)
 		}
 	}
-	if t.Failed() {
+	if t.Failed() && len(msgs) > 0 {
 		t.Logf("sipp answerer messages:\n%s", msgs.Summary())
+	}
+	if c.incoming && uac != nil {
+		checkIncomingCall(t, env, res, uac)
+	}
+}
+
+// uacRun is the SIPp caller's run for the incoming-call case.
+type uacRun struct {
+	res  sipptest.Result
+	msgs sipptest.MessageLog
+	err  error // reading its message log
+}
+
+// runCaller runs uac_to_browser.xml once: one call to sip:alice@domain
+// sent to the server's UDP address, bounded by 15 s.
+func runCaller(t *testing.T, bt browserTools, env serverEnv, dir string) *uacRun {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	msgLog := filepath.Join(dir, "uac_messages.log")
+	extra := append([]string{"-key", "domain", env.Domain}, sipptest.TraceMsgArgs(msgLog)...)
+	res := sipptest.RunUACForTest(t, sipptest.UACOptions{
+		Scenario:  filepath.Join(bt.dir, "uac_to_browser.xml"),
+		Target:    env.UDP,
+		Service:   env.User,
+		Calls:     1,
+		Rate:      10, // -r 1 would wait a second before the first call
+		Timeout:   15 * time.Second,
+		Dir:       dir,
+		ExtraArgs: extra,
+	})
+	u := &uacRun{res: res}
+	u.msgs, u.err = sipptest.ParseMessageLogFile(msgLog)
+	return u
+}
+
+// checkIncomingCall checks the call to the browser from both ends: SIPp
+// completed one call (200 with the browser's WebRTC answer, BYE sent with
+// the route set and answered 200); the INVITE and the BYE the browser got
+// came through the server over WSS (the server's Via on top, SIPp's UDP
+// Via below), and the browser answered the BYE with 200.
+func checkIncomingCall(t *testing.T, env serverEnv, res runResult, u *uacRun) {
+	t.Helper()
+	st := u.res.Stats
+	if st.Created != 1 || st.Successful != 1 || st.Failed != 0 {
+		t.Errorf("sipp caller: want 1 call, 1 successful, 0 failed; got %d created, %d successful, %d failed (exit %d, unexpected %d, recv timeouts %d)\n%s",
+			st.Created, st.Successful, st.Failed, u.res.ExitCode, st.Unexpected, st.TimeoutOnRecv, u.res.ErrorsLog())
+	}
+	if u.err != nil {
+		t.Errorf("sipp caller message log: %v", u.err)
+	} else {
+		contact, route := "", ""
+		if ok := u.msgs.Received("200 INVITE"); len(ok) == 0 {
+			t.Errorf("sipp caller received no 200 to its INVITE")
+		} else if b := ok[0].Text; !strings.Contains(b, "a=fingerprint:") || !strings.Contains(b, "a=ice-ufrag:") {
+			t.Errorf("the 200 SIPp received carries no WebRTC answer SDP (a=fingerprint, a=ice-ufrag):\n%s", b)
+		} else {
+			contact = ok[0].Header("Contact")
+		}
+		if bye := u.msgs.SentMsgs("BYE"); len(bye) == 0 {
+			t.Errorf("sipp caller sent no BYE")
+		} else if route = bye[0].Headers("Route"); route == "" {
+			t.Errorf("sipp caller's BYE has no Route (no Record-Route in the 200?):\n%s", bye[0].Text)
+		}
+		// How the server made the browser reachable for the BYE: the
+		// Contact the caller got (velox and Kamailio add ;alias=ip~port~6)
+		// and the route set (double Record-Route: UDP side, WSS side).
+		if contact != "" {
+			t.Logf("sipp caller: 200 Contact %s; BYE Route %s", contact, route)
+		}
+		if len(u.msgs.Received("200 BYE")) == 0 {
+			t.Errorf("sipp caller received no 200 to its BYE")
+		}
+	}
+	for _, m := range []struct{ what, text string }{{"INVITE", res.InviteIn}, {"BYE", res.ByeIn}} {
+		if m.text == "" {
+			t.Errorf("the browser received no %s", m.what)
+			continue
+		}
+		if m.what == "INVITE" && !strings.Contains(strings.ToLower(m.text), "\nrecord-route:") {
+			t.Errorf("the INVITE the browser received is not record-routed:\n%s", m.text)
+		}
+		vias := viaValues(m.text)
+		if len(vias) < 2 {
+			t.Errorf("the %s the browser received has %d Via(s), want the server's and SIPp's:\n%s", m.what, len(vias), m.text)
+			continue
+		}
+		// The server's Via: sent over WebSocket, from its WSS listener.
+		top := strings.Fields(vias[0])
+		if len(top) < 2 || !strings.EqualFold(top[0], "SIP/2.0/WSS") ||
+			strings.SplitN(top[1], ";", 2)[0] != env.WSS {
+			t.Errorf("the %s the browser received: top Via %q is not the server's (SIP/2.0/WSS %s):\n%s", m.what, vias[0], env.WSS, m.text)
+		}
+		if !strings.HasPrefix(strings.ToUpper(vias[len(vias)-1]), "SIP/2.0/UDP ") {
+			t.Errorf("the %s the browser received: last Via %q is not SIPp's UDP Via", m.what, vias[len(vias)-1])
+		}
+	}
+	if !strings.HasPrefix(res.ByeReply, "SIP/2.0 200 ") {
+		t.Errorf("the browser answered the BYE with %q, want 200", res.ByeReply)
+	}
+	if t.Failed() && u.err == nil {
+		t.Logf("sipp caller messages:\n%s", u.msgs.Summary())
+	}
+}
+
+// viaValues returns the Via header field values of a SIP message, top
+// first, one per comma-separated element.
+func viaValues(msg string) []string {
+	var out []string
+	for _, line := range strings.Split(strings.ReplaceAll(msg, "\r\n", "\n"), "\n")[1:] {
+		if line == "" {
+			break
+		}
+		name, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		if n := strings.ToLower(strings.TrimSpace(name)); n != "via" && n != "v" {
+			continue
+		}
+		for _, v := range strings.Split(val, ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// waitFile waits until path exists (true), or p exits or ctx ends (false).
+func waitFile(ctx context.Context, path string, p *sipptest.Proc) bool {
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return true
+		}
+		if p.Exited() {
+			_, err := os.Stat(path)
+			return err == nil
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 

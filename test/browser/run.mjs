@@ -1,14 +1,19 @@
 #!/usr/bin/env node
 // Real-browser SIP test runner: JsSIP in headless Debian Chromium registers
-// over WSS, calls a target, hangs up and unregisters.
+// over WSS, calls a target, hangs up and unregisters (--mode call, the
+// default); or registers, answers the call it receives, waits for the
+// caller's BYE and unregisters (--mode answer).
 //
 //   node run.mjs --wss wss://127.0.0.1:5443 --domain velox.test \
 //       [--user alice] [--password secret] [--target sip:answer@velox.test]
+//   node run.mjs --mode answer --ready-file /tmp/ready --wss ... --domain ...
 //
 // Every option can also come from the environment (see usage below). Exits
-// 0 only when connect, register, call (200 OK + ACK), BYE (answered 2xx)
-// and unregister all succeeded; 1 when a step failed or the run timed out;
-// 2 on a usage error. See README.md.
+// 0 only when every step succeeded: connect, register, call (200 OK + ACK),
+// BYE (answered 2xx), unregister; in answer mode connect, register,
+// incoming (INVITE), answer (200 OK sent, ACK received), remote-bye (BYE
+// received, answered 200), unregister. 1 when a step failed or the run
+// timed out; 2 on a usage error. See README.md.
 
 import fs from 'node:fs';
 import http from 'node:http';
@@ -25,9 +30,14 @@ const usage = `usage: node run.mjs --wss URL --domain DOMAIN [options]
   --domain D         SIP domain (env SIP_DOMAIN)
   --user U           SIP user to register (env SIP_USER; default alice)
   --password P       digest password, when the server challenges (env SIP_PASSWORD)
-  --target URI       whom to call (env SIP_TARGET; default sip:answer@DOMAIN)
+  --target URI       whom to call (env SIP_TARGET; default sip:answer@DOMAIN; mode call)
+  --mode M           call: call --target and hang up (default); answer: wait for
+                     a call (after registering), answer it, wait for the caller's
+                     BYE (env RUN_MODE)
+  --ready-file FILE  write FILE once registered (a caller may start then)
+  --incoming-ms N    answer mode: how long to wait for the INVITE (env INCOMING_MS; default 15000)
   --chromium PATH    browser executable (env CHROMIUM_PATH; default /usr/bin/chromium)
-  --hold-ms N        how long the call stays up before BYE (env HOLD_MS; default 1000)
+  --hold-ms N        how long the call stays up before BYE (env HOLD_MS; default 1000; mode call)
   --timeout-ms N     bound on the whole run (env RUN_TIMEOUT_MS; default 50000)
   --media M          audio source: auto (fake capture device, else a tone), getUserMedia, tone
   --json FILE        write the result object (steps, SDPs) to FILE
@@ -45,6 +55,9 @@ try {
 			user: { type: 'string', default: process.env.SIP_USER || 'alice' },
 			password: { type: 'string', default: process.env.SIP_PASSWORD || '' },
 			target: { type: 'string', default: process.env.SIP_TARGET },
+			mode: { type: 'string', default: process.env.RUN_MODE || 'call' },
+			'ready-file': { type: 'string' },
+			'incoming-ms': { type: 'string', default: process.env.INCOMING_MS || '15000' },
 			chromium: { type: 'string', default: process.env.CHROMIUM_PATH || '/usr/bin/chromium' },
 			'hold-ms': { type: 'string', default: process.env.HOLD_MS || '1000' },
 			'timeout-ms': { type: 'string', default: process.env.RUN_TIMEOUT_MS || '50000' },
@@ -67,11 +80,13 @@ if (opts.help) {
 }
 const holdMs = Number(opts['hold-ms']);
 const timeoutMs = Number(opts['timeout-ms']);
+const incomingMs = Number(opts['incoming-ms']);
 const problems = [];
 if (!opts.wss || !/^wss?:\/\//.test(opts.wss)) problems.push('--wss wss://host:port is required');
 if (!opts.domain) problems.push('--domain is required');
 if (!['auto', 'getUserMedia', 'tone'].includes(opts.media)) problems.push('--media: auto, getUserMedia or tone');
-if (!(holdMs >= 0) || !(timeoutMs > 0)) problems.push('--hold-ms and --timeout-ms take numbers of milliseconds');
+if (!(holdMs >= 0) || !(timeoutMs > 0) || !(incomingMs > 0)) problems.push('--hold-ms, --timeout-ms and --incoming-ms take numbers of milliseconds');
+if (!['call', 'answer'].includes(opts.mode)) problems.push('--mode: call or answer');
 if (!fs.existsSync(opts.chromium)) problems.push(`no browser at ${opts.chromium} (apt-get install chromium, or --chromium PATH)`);
 if (problems.length) {
 	console.error(`${problems.join('\n')}\n${usage}`);
@@ -113,7 +128,9 @@ function finish(result) {
 	if (opts.json) {
 		fs.writeFileSync(opts.json, JSON.stringify({ ...result, seconds: Number(secs) }, null, 2));
 	}
-	const required = ['register', 'call', 'bye', 'unregister'];
+	const required = opts.mode === 'answer'
+		? ['register', 'incoming', 'answer', 'remote-bye', 'unregister']
+		: ['register', 'call', 'bye', 'unregister'];
 	const okSteps = new Set((result.steps || []).filter((s) => s.ok).map((s) => s.name));
 	const pass = result.ok && required.every((s) => okSteps.has(s));
 	console.log('');
@@ -121,7 +138,9 @@ function finish(result) {
 	for (const s of result.steps || []) {
 		console.log(`  ${s.ok ? 'ok  ' : 'FAIL'} ${s.name.padEnd(10)} ${String(s.ms).padStart(6)} ms  ${s.detail.split('\n')[0]}`);
 	}
-	if (pass) {
+	if (pass && opts.mode === 'answer') {
+		console.log(`RESULT: PASS - registered, incoming call answered and confirmed, caller's BYE answered, unregistered (${secs}s)`);
+	} else if (pass) {
 		console.log(`RESULT: PASS - registered, call confirmed, BYE answered, unregistered (${secs}s)`);
 	} else {
 		console.log(`RESULT: FAIL at step "${result.failedStep || '?'}": ${(result.error || 'unknown error').split('\n')[0]} (${secs}s)`);
@@ -140,7 +159,7 @@ let currentStep = '';
 const stepsSeen = [];
 
 async function main() {
-	log(`browser test: ${opts.user}@${opts.domain} via ${opts.wss}, calling ${opts.target}`);
+	log(`browser test: ${opts.user}@${opts.domain} via ${opts.wss}, ${opts.mode === 'answer' ? 'answering a call' : `calling ${opts.target}`}`);
 
 	// Static files: the page, the flow script and the JsSIP bundle.
 	const files = {
@@ -198,6 +217,11 @@ async function main() {
 		} else {
 			stepsSeen.push({ name: s.name, ok: s.state === 'ok', ms: s.ms, detail: s.detail });
 			log(`step ${s.name}: ${s.state === 'ok' ? 'OK' : 'FAILED'} (${s.ms} ms) ${s.detail}`);
+			if (s.name === 'register' && s.state === 'ok' && opts['ready-file']) {
+				// The browser is reachable now: the test starts its caller.
+				fs.writeFileSync(opts['ready-file'], `registered ${new Date().toISOString()}\n`);
+				log(`ready: wrote ${opts['ready-file']}`);
+			}
 		}
 	});
 	await page.exposeFunction('reportSip', (m) => {
@@ -220,10 +244,14 @@ async function main() {
 		password: opts.password,
 		target: opts.target,
 		holdMs,
+		mode: opts.mode,
+		timeouts: { incoming: incomingMs },
 		media: opts.media,
 		debug: opts.debug,
 	});
-	if (!result.ok && result.answerSdp) {
+	if (!result.ok && opts.mode === 'answer' && result.offerSdp) {
+		log(`offer SDP received:\n${indent(result.offerSdp, '        | ')}`);
+	} else if (!result.ok && result.answerSdp) {
 		log(`answer SDP received:\n${indent(result.answerSdp, '        | ')}`);
 	}
 	if (opts.screenshot) {

@@ -79,7 +79,7 @@ func (r runResult) cpuPerCall() float64 {
 
 func main() {
 	var c config
-	flag.StringVar(&c.suite, "suite", "stateless", "benchmark suite (stateless, stateful, register, register-auth)")
+	flag.StringVar(&c.suite, "suite", "stateless", "benchmark suite (stateless, stateful, tcp, register, register-auth)")
 	flag.StringVar(&c.servers, "servers", "", "comma-separated servers of the suite to run (default: all)")
 	flag.StringVar(&c.velox, "velox", os.Getenv("VELOX_BIN"), "velox binary (default: $VELOX_BIN, else go build ./cmd/velox into a temporary directory)")
 	flag.IntVar(&c.veloxWorkers, "workers", 0, "pass --workers N to velox (0: velox default)")
@@ -258,7 +258,8 @@ func runOne(c config, sipp string, suite Suite, s Server, root, dir string, uacA
 		}
 	}
 	scen := filepath.Join(root, "bench", "scenarios")
-	uas, err := sipptest.StartUAS(sipptest.UASOptions{Sipp: sipp, Scenario: filepath.Join(scen, suite.UAS), Port: c.uasPort, Dir: dir})
+	uas, err := sipptest.StartUAS(sipptest.UASOptions{Sipp: sipp, Scenario: filepath.Join(scen, suite.UAS), Port: c.uasPort,
+		Transport: suite.Transport, Dir: dir})
 	if err != nil {
 		res.err = err
 		return res
@@ -274,6 +275,16 @@ func runOne(c config, sipp string, suite Suite, s Server, root, dir string, uacA
 		return res
 	}
 	defer srv.Stop(syscall.SIGTERM, 5*time.Second)
+	if strings.HasPrefix(suite.Transport, "t") {
+		// Ready answers OPTIONS over UDP; the TCP listener may come a
+		// moment later (Kamailio's tcp_main).
+		for deadline := time.Now().Add(5 * time.Second); !sipptest.TCPListening(c.proxyPort); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				res.err = fmt.Errorf("%s does not listen on TCP port %d", s.Name, c.proxyPort)
+				return res
+			}
+		}
+	}
 
 	pid := srv.Pid()
 	var (
@@ -309,8 +320,8 @@ func runOne(c config, sipp string, suite Suite, s Server, root, dir string, uacA
 	start := time.Now()
 	res.uac, err = sipptest.RunUAC(context.Background(), sipptest.UACOptions{
 		Sipp: sipp, Scenario: filepath.Join(scen, suite.UAC),
-		Target: fmt.Sprintf("127.0.0.1:%d", c.proxyPort),
-		Calls:  c.calls, Rate: c.rate, Limit: c.limit, Timeout: c.timeout,
+		Target: fmt.Sprintf("127.0.0.1:%d", c.proxyPort), Transport: suite.Transport,
+		Calls: c.calls, Rate: c.rate, Limit: c.limit, Timeout: c.timeout,
 		RTT: true, Dir: dir, ExtraArgs: uacArgs,
 	})
 	res.wall = time.Since(start)

@@ -30,6 +30,8 @@ type Suite struct {
 	Description string
 	// UAC and UAS are scenario files in bench/scenarios.
 	UAC, UAS string
+	// Transport is SIPp's -t mode for both ("u1" when empty, "t1" for TCP).
+	Transport string
 	// Servers builds the server list for the given settings.
 	Servers func(e Env) []Server
 	// Candidate is the server whose CPU per call is compared, Baselines
@@ -114,6 +116,27 @@ var suites = []Suite{
 					"--listen", "udp:"+e.Listen, "--to", e.To)},
 				kamailioServer(e, "kamailio-c1", "stateful.cfg", 1),
 				kamailioServer(e, "kamailio-c2", "stateful.cfg", 2),
+			}
+		},
+		Candidate: "velox",
+		Baselines: []string{"kamailio-c1", "kamailio-c2"},
+	},
+	{
+		Name: "tcp",
+		Description: "transaction-stateful record-routing proxy over TCP (caller and callee connect over TCP; " +
+			"Kamailio tm t_relay with tcp_children), basic call",
+		UAC: "uac.xml", UAS: "uas.xml", Transport: "t1",
+		Servers: func(e Env) []Server {
+			kam := func(name string, children int) Server {
+				s := kamailioServer(e, name, "stateful-tcp.cfg", children)
+				s.Args = append(s.Args, "-A", "LISTEN_TCP=tcp:"+e.Listen, "-A", `TCP_DEST="sip:`+e.To+`;transport=tcp"`)
+				return s
+			}
+			return []Server{
+				{Name: "velox", Kind: "velox", Command: e.Velox, Args: e.veloxArgs("proxy",
+					"--listen", "udp:"+e.Listen, "--listen", "tcp:"+e.Listen, "--to", "tcp:"+e.To)},
+				kam("kamailio-c1", 1),
+				kam("kamailio-c2", 2),
 			}
 		},
 		Candidate: "velox",

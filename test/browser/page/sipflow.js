@@ -1,12 +1,15 @@
 // The in-browser half of the test: a JsSIP user agent that connects over
-// WebSocket (wss://), registers, calls a target, hangs up and unregisters.
+// WebSocket (wss://), registers, calls a target, hangs up and unregisters
+// (mode "call"), or registers, answers an incoming call, waits for the
+// caller's BYE and unregisters (mode "answer").
 //
 // run.mjs loads this page in headless Chromium and calls
-//   await window.sipFlow({wss, domain, user, password, target, holdMs, timeouts})
+//   await window.sipFlow({wss, domain, user, password, target, holdMs, mode, timeouts})
 // Each step is reported as it starts and ends through window.reportStep
 // (exposed by run.mjs; console.log otherwise), every SIP message on the
 // WebSocket through window.reportSip. The promise resolves to
-//   {ok, failedStep, error, steps: [{name, ok, ms, detail}], answerSdp}
+//   {ok, mode, failedStep, error, steps: [{name, ok, ms, detail}],
+//    offerSdp, answerSdp, inviteIn, byeIn, byeReply}
 // and never rejects; every wait has a timeout, so a hang fails fast.
 (function () {
 	'use strict';
@@ -190,13 +193,28 @@
 
 	window.sipFlow = async function sipFlow(o) {
 		const t = Object.assign(
-			{ media: 5000, connect: 10000, register: 10000, call: 15000, bye: 5000, unregister: 5000, disconnect: 3000 },
+			{
+				media: 5000, connect: 10000, register: 10000, call: 15000, bye: 5000, unregister: 5000, disconnect: 3000,
+				// answer mode: the INVITE after registering, the ACK after
+				// answering, the caller's BYE after the ACK
+				incoming: 15000, answer: 10000, remoteBye: 10000,
+			},
 			o.timeouts || {}
 		);
-		const result = { ok: false, failedStep: '', error: '', steps: [], answerSdp: '', offerSdp: '' };
+		// mode "call" (the default): the browser calls o.target; "answer":
+		// it waits for a call, answers it and waits for the caller's BYE.
+		const mode = o.mode || 'call';
+		const result = {
+			ok: false, mode, failedStep: '', error: '', steps: [], answerSdp: '', offerSdp: '',
+			// answer mode: the INVITE and the BYE as the browser received
+			// them, and the first line of its response to the BYE
+			inviteIn: '', byeIn: '', byeReply: '',
+		};
 		let ua = null;
 		let session = null;
 		let stream = null;
+		// answer mode: resolves with the first incoming RTCSession
+		let incoming = null;
 
 		async function step(name, fn) {
 			const t0 = performance.now();
@@ -213,6 +231,156 @@
 				report('reportStep', { name, state: 'fail', ms, detail });
 				throw Object.assign(new Error(detail), { step: name });
 			}
+		}
+
+		// --- answer mode -----------------------------------------------------
+
+		// watchIncoming installs the UA's newRTCSession handler before the
+		// browser registers (JsSIP answers 405 to an INVITE when nobody
+		// listens): the first incoming session is kept, with its events and
+		// SDPs recorded as they happen; a second one gets 486.
+		function watchIncoming() {
+			const inv = { session: null, events: [], sdpError: '', iceState: '', confirmedAt: 0, invite: null, replies: [] };
+			// The first INVITE on the wire, and the browser's responses to it.
+			sipListeners.add((m) => {
+				if (!inv.invite && m.dir === 'in' && /^INVITE /.test(m.firstLine)) {
+					inv.invite = m;
+				} else if (inv.invite && m.dir === 'out' && / INVITE$/.test(m.cseq) && /^SIP\/2\.0 /.test(m.firstLine)) {
+					inv.replies.push(m.firstLine.slice(8));
+				}
+			});
+			inv.promise = new Promise((resolve) => {
+				ua.on('newRTCSession', (data) => {
+					if (data.originator !== 'remote') {
+						return;
+					}
+					const s = data.session;
+					if (inv.session) {
+						s.terminate({ status_code: 486, reason_phrase: 'Busy Here (test: one call only)' });
+						return;
+					}
+					inv.session = s;
+					s.on('progress', (e) => inv.events.push(`progress ${e.originator}`));
+					s.on('accepted', (e) => inv.events.push(`accepted ${e.originator}`));
+					s.on('confirmed', (e) => {
+						inv.confirmedAt = performance.now();
+						inv.events.push(`confirmed ${e.originator}`);
+					});
+					s.on('peerconnection:setremotedescriptionfailed', (err) => {
+						inv.sdpError = (err && (err.message || err.name)) || String(err);
+					});
+					s.on('sdp', (e) => {
+						if (e.type === 'offer') {
+							result.offerSdp = e.sdp;
+						} else {
+							result.answerSdp = e.sdp;
+						}
+					});
+					s.on('peerconnection', (e) => {
+						const pc = e.peerconnection;
+						pc.addEventListener('iceconnectionstatechange', () => {
+							inv.iceState = pc.iceConnectionState;
+							report('reportStep', { name: 'answer', state: 'info', detail: `ICE ${inv.iceState}` });
+						});
+					});
+					resolve(s);
+				});
+			});
+			return inv;
+		}
+
+		// headers returns the values of header name (and its compact form)
+		// in the raw SIP message text, one per comma-separated element.
+		function headers(text, name, compact) {
+			const out = [];
+			for (const line of text.split('\r\n').slice(1)) {
+				if (line === '') {
+					break;
+				}
+				const i = line.indexOf(':');
+				const n = line.slice(0, i).trim().toLowerCase();
+				if (i > 0 && (n === name || n === compact)) {
+					out.push(...line.slice(i + 1).split(',').map((v) => v.trim()));
+				}
+			}
+			return out;
+		}
+
+		async function answerSteps() {
+			await step('incoming', async () => {
+				let s;
+				try {
+					s = await Promise.race([
+						incoming.promise,
+						sleep(t.incoming).then(() => {
+							throw new Error(`no incoming call after ${t.incoming} ms`);
+						}),
+					]);
+				} catch (e) {
+					if (incoming.invite) {
+						e.message += ` (an INVITE arrived, ${incoming.invite.firstLine}, but JsSIP made no session of it; answered: ${incoming.replies.join(', ') || 'nothing'})`;
+					}
+					throw e;
+				}
+				const inviteMsg = incoming.invite;
+				if (!inviteMsg) {
+					throw new Error('a session but no INVITE on the wire');
+				}
+				result.inviteIn = inviteMsg.text;
+				session = s;
+				const vias = headers(inviteMsg.text, 'via', 'v');
+				const rr = headers(inviteMsg.text, 'record-route', '');
+				return `${inviteMsg.firstLine} from ${s.remote_identity}; Via: ${vias.join(' | ')}; Record-Route: ${rr.length}`;
+			});
+
+			await step('answer', async () => {
+				const ack = waitSip((m) => m.dir === 'in' && /^ACK /.test(m.firstLine), t.answer, 'the ACK');
+				const ok = waitSip((m) => m.dir === 'out' && / INVITE$/.test(m.cseq) && /^SIP\/2\.0 2\d\d/.test(m.firstLine), t.answer, 'the 200 OK to the INVITE');
+				ack.catch(() => {});
+				ok.catch(() => {});
+				const w = waitEvent(session, ['confirmed'], ['failed', 'ended'], t.answer, 'answering the call');
+				session.answer({
+					mediaStream: stream,
+					pcConfig: { iceServers: [], rtcpMuxPolicy: 'require', bundlePolicy: 'balanced' },
+				});
+				try {
+					await w;
+				} catch (e) {
+					if (incoming.sdpError) {
+						e.message += ` - RTCPeerConnection.setRemoteDescription: ${incoming.sdpError}`;
+					} else if (e.data && e.data.cause === JsSIP.C.causes.WEBRTC_ERROR) {
+						e.message += ' - the browser rejected the offer SDP';
+					}
+					throw e;
+				}
+				const resp = await ok;
+				await ack;
+				const pc = session.connection;
+				const remote = pc && pc.remoteDescription ? pc.remoteDescription.type : 'none';
+				return `${resp.firstLine.slice(8)} sent with the answer SDP, ACK received; offer accepted (remote description: ${remote}); events: ${incoming.events.join(', ')}`;
+			});
+
+			await step('remote-bye', async () => {
+				const bye = waitSip((m) => m.dir === 'in' && /^BYE /.test(m.firstLine), t.remoteBye, "the caller's BYE");
+				const reply = waitSip((m) => m.dir === 'out' && / BYE$/.test(m.cseq) && /^SIP\/2\.0 /.test(m.firstLine), t.remoteBye, 'the response to the BYE');
+				bye.catch(() => {});
+				reply.catch(() => {});
+				const ended = waitEvent(session, ['ended'], ['failed'], t.remoteBye, 'waiting for the caller to hang up');
+				const { data } = await ended;
+				const held = Math.round(performance.now() - incoming.confirmedAt);
+				const b = await bye;
+				result.byeIn = b.text;
+				const r = await reply;
+				result.byeReply = r.firstLine;
+				if (!data || data.originator !== 'remote') {
+					throw new Error(`session ended by ${data && data.originator} (cause ${data && data.cause}), not by the caller's BYE`);
+				}
+				if (!/^SIP\/2\.0 200 /.test(r.firstLine)) {
+					throw new Error(`BYE answered ${r.firstLine}`);
+				}
+				const vias = headers(b.text, 'via', 'v');
+				return `${b.firstLine} after ${held} ms up, answered ${r.firstLine.slice(8)}; session ended (cause ${data.cause}, originator remote); Via: ${vias.join(' | ')}`;
+			});
 		}
 
 		try {
@@ -248,6 +416,9 @@
 				connection_recovery_max_interval: 30,
 				no_answer_timeout: Math.ceil(t.call / 1000),
 			});
+			if (mode === 'answer') {
+				incoming = watchIncoming();
+			}
 
 			await step('connect', async () => {
 				const w = waitEvent(ua, ['connected'], ['disconnected'], t.connect, `WebSocket ${o.wss}`);
@@ -275,85 +446,89 @@
 				return `${r.status_code} ${r.reason_phrase}${challenges.text()}; ${contacts} binding(s)${expires ? `, expires=${expires[1]}` : ''}`;
 			});
 
-			await step('call', async () => {
-				const events = [];
-				let sdpError = '';
-				let finalResponse = '';
-				let iceState = '';
-				const opts = {
-					mediaStream: stream,
-					pcConfig: { iceServers: [], rtcpMuxPolicy: 'require', bundlePolicy: 'balanced' },
-					eventHandlers: {
-						progress: (e) => events.push(`progress ${e.response ? e.response.status_code : ''}`.trim()),
-						accepted: (e) => {
-							finalResponse = e.response ? `${e.response.status_code} ${e.response.reason_phrase}` : '';
-							events.push('accepted');
+			if (mode === 'answer') {
+				await answerSteps();
+			} else {
+				await step('call', async () => {
+					const events = [];
+					let sdpError = '';
+					let finalResponse = '';
+					let iceState = '';
+					const opts = {
+						mediaStream: stream,
+						pcConfig: { iceServers: [], rtcpMuxPolicy: 'require', bundlePolicy: 'balanced' },
+						eventHandlers: {
+							progress: (e) => events.push(`progress ${e.response ? e.response.status_code : ''}`.trim()),
+							accepted: (e) => {
+								finalResponse = e.response ? `${e.response.status_code} ${e.response.reason_phrase}` : '';
+								events.push('accepted');
+							},
+							confirmed: () => events.push('confirmed'),
+							'peerconnection:setremotedescriptionfailed': (err) => {
+								sdpError = (err && (err.message || err.name)) || String(err);
+							},
+							sdp: (e) => {
+								if (e.originator === 'remote') {
+									result.answerSdp = e.sdp;
+								} else {
+									result.offerSdp = e.sdp;
+								}
+							},
+							peerconnection: (e) => {
+								const pc = e.peerconnection;
+								pc.addEventListener('iceconnectionstatechange', () => {
+									iceState = pc.iceConnectionState;
+									report('reportStep', { name: 'call', state: 'info', detail: `ICE ${iceState}` });
+								});
+							},
 						},
-						confirmed: () => events.push('confirmed'),
-						'peerconnection:setremotedescriptionfailed': (err) => {
-							sdpError = (err && (err.message || err.name)) || String(err);
-						},
-						sdp: (e) => {
-							if (e.originator === 'remote') {
-								result.answerSdp = e.sdp;
-							} else {
-								result.offerSdp = e.sdp;
-							}
-						},
-						peerconnection: (e) => {
-							const pc = e.peerconnection;
-							pc.addEventListener('iceconnectionstatechange', () => {
-								iceState = pc.iceConnectionState;
-								report('reportStep', { name: 'call', state: 'info', detail: `ICE ${iceState}` });
-							});
-						},
-					},
-				};
-				const challenges = countChallenges(/ INVITE$/);
-				session = ua.call(o.target, opts);
-				try {
-					await waitEvent(session, ['confirmed'], ['failed', 'ended'], t.call, `call to ${o.target}`);
-				} catch (e) {
-					if (sdpError) {
-						e.message += ` - RTCPeerConnection.setRemoteDescription: ${sdpError}`;
-					} else if (e.data && e.data.cause === JsSIP.C.causes.BAD_MEDIA_DESCRIPTION) {
-						e.message += ' - the browser rejected the answer SDP';
-					}
-					throw e;
-				} finally {
-					challenges.stop();
-				}
-				const pc = session.connection;
-				const remote = pc && pc.remoteDescription ? pc.remoteDescription.type : 'none';
-				return `${finalResponse || '2xx'}${challenges.text()}, ACK sent; answer SDP accepted (remote description: ${remote}); events: ${events.join(', ')}`;
-			});
-
-			await step('hold', async () => {
-				const w = waitEvent(session, [], ['ended', 'failed'], o.holdMs, 'call while held');
-				try {
-					await w;
-				} catch (e) {
-					if (!/timeout after/.test(e.message)) {
+					};
+					const challenges = countChallenges(/ INVITE$/);
+					session = ua.call(o.target, opts);
+					try {
+						await waitEvent(session, ['confirmed'], ['failed', 'ended'], t.call, `call to ${o.target}`);
+					} catch (e) {
+						if (sdpError) {
+							e.message += ` - RTCPeerConnection.setRemoteDescription: ${sdpError}`;
+						} else if (e.data && e.data.cause === JsSIP.C.causes.BAD_MEDIA_DESCRIPTION) {
+							e.message += ' - the browser rejected the answer SDP';
+						}
 						throw e;
+					} finally {
+						challenges.stop();
 					}
-				}
-				if (!session.isEstablished()) {
-					throw new Error('session no longer established');
-				}
-				return `established for ${o.holdMs} ms`;
-			});
+					const pc = session.connection;
+					const remote = pc && pc.remoteDescription ? pc.remoteDescription.type : 'none';
+					return `${finalResponse || '2xx'}${challenges.text()}, ACK sent; answer SDP accepted (remote description: ${remote}); events: ${events.join(', ')}`;
+				});
 
-			await step('bye', async () => {
-				const byeOk = waitSip((m) => m.dir === 'in' && / BYE$/.test(m.cseq) && /^SIP\/2\.0 [2-6]\d\d/.test(m.firstLine), t.bye, 'the final response to BYE');
-				const ended = waitEvent(session, ['ended'], ['failed'], t.bye, 'hang-up');
-				session.terminate();
-				const e = await ended;
-				const resp = await byeOk;
-				if (!/^SIP\/2\.0 2\d\d/.test(resp.firstLine)) {
-					throw new Error(`BYE answered: ${resp.firstLine}`);
-				}
-				return `session ended (cause ${e.data && e.data.cause}); BYE answered: ${resp.firstLine.slice(8)}`;
-			});
+				await step('hold', async () => {
+					const w = waitEvent(session, [], ['ended', 'failed'], o.holdMs, 'call while held');
+					try {
+						await w;
+					} catch (e) {
+						if (!/timeout after/.test(e.message)) {
+							throw e;
+						}
+					}
+					if (!session.isEstablished()) {
+						throw new Error('session no longer established');
+					}
+					return `established for ${o.holdMs} ms`;
+				});
+
+				await step('bye', async () => {
+					const byeOk = waitSip((m) => m.dir === 'in' && / BYE$/.test(m.cseq) && /^SIP\/2\.0 [2-6]\d\d/.test(m.firstLine), t.bye, 'the final response to BYE');
+					const ended = waitEvent(session, ['ended'], ['failed'], t.bye, 'hang-up');
+					session.terminate();
+					const e = await ended;
+					const resp = await byeOk;
+					if (!/^SIP\/2\.0 2\d\d/.test(resp.firstLine)) {
+						throw new Error(`BYE answered: ${resp.firstLine}`);
+					}
+					return `session ended (cause ${e.data && e.data.cause}); BYE answered: ${resp.firstLine.slice(8)}`;
+				});
+			}
 
 			await step('unregister', async () => {
 				const w = waitEvent(ua, ['unregistered'], ['disconnected'], t.unregister, 'un-REGISTER');
