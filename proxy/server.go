@@ -216,7 +216,11 @@ func (w *Worker) Handle(data []byte, src netip.AddrPort, out Sender) {
 // for (transport.UnreachableHandler).
 func (w *Worker) HandleUnreachable(payload []byte, dst netip.AddrPort, err error) {
 	defer w.recover(dst)
-	if isUnreachable(err) && w.srv.unreachable(payload, dst, nil, &w.sc, w.st) {
+	// The transports report only failures: an ICMP unreachable error over
+	// UDP; over a stream a refused or timed-out connect or handshake, a
+	// connection lost or closed with the message queued, no connection to
+	// a WebSocket destination.
+	if err != nil && w.srv.unreachable(payload, dst, nil, &w.sc, w.st) {
 		w.st.Unreachable.Add(1)
 	}
 }

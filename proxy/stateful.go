@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"net/netip"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/veloxsip/velox/sip"
@@ -871,11 +870,6 @@ func firstViaBranch(p []byte) []byte {
 		return v.Branch
 	}
 	return nil
-}
-
-// isUnreachable reports whether err means the destination refused.
-func isUnreachable(err error) bool {
-	return err == syscall.ECONNREFUSED || err == syscall.EHOSTUNREACH || err == syscall.ENETUNREACH || err == syscall.EHOSTDOWN
 }
 
 // scratch is the per-goroutine space the transaction layer builds and

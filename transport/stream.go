@@ -128,15 +128,15 @@ type StreamStats struct {
 	QueueOverflows    uint64 // connections closed because their queue passed MaxQueue
 	MessagesIn        uint64
 	MessagesOut       uint64
-	BytesIn           uint64 // message bytes received (without TLS or WebSocket framing)
-	BytesOut          uint64 // message bytes sent
-	Queued            uint64 // sends that went (at least partly) through a connection's queue
-	KeepAlives        uint64 // CRLFCRLF pings answered with a CRLF pong (RFC 5626)
-	WSPings           uint64 // WebSocket pings sent to idle connections
-	Unreachable       uint64 // messages reported to HandleUnreachable
-	ReportsDropped    uint64 // undeliverable messages not reported (report queue full)
-	Open              int64  // connections open now, including connecting and handshaking ones
-	OpenBy            [numProtos]int64
+	BytesIn           uint64           // message bytes received (without TLS or WebSocket framing)
+	BytesOut          uint64           // message bytes sent
+	Queued            uint64           // sends that went (at least partly) through a connection's queue
+	KeepAlives        uint64           // CRLFCRLF pings answered with a CRLF pong (RFC 5626)
+	WSPings           uint64           // WebSocket pings sent to idle connections
+	Unreachable       uint64           // messages reported to HandleUnreachable
+	ReportsDropped    uint64           // undeliverable messages not reported (report queue full)
+	Open              int64            // connections open now, including connecting and handshaking ones
+	OpenBy            [numProtos]int64 // Open per transport, indexed by Proto
 }
 
 type streamCounters struct {
@@ -302,9 +302,13 @@ func (s *Streams) writeTo(proto Proto, b []byte, dst netip.AddrPort, w *streamWo
 	}
 	dst = unmapAddrPort(dst)
 	for try := 0; ; try++ {
-		c, err := s.connFor(proto, dst)
+		c, queued, err := s.connFor(proto, dst, b)
 		if err != nil {
 			return err
+		}
+		if queued {
+			s.countOut(w, len(b))
+			return nil
 		}
 		err = c.send(b, w)
 		if err == ErrConnClosed && try == 0 {
@@ -327,35 +331,39 @@ func (s *Streams) countOut(w *streamWorker, n int) {
 	s.st.bytesOut.Add(uint64(n))
 }
 
-// connFor returns the connection for dst, opening one (TCP, TLS) if there
-// is none.
-func (s *Streams) connFor(proto Proto, dst netip.AddrPort) (*conn, error) {
+// connFor returns the connection for dst. If there is none, it opens one
+// (TCP, TLS) with b queued on it (queued: b needs no sending) before the
+// dial starts, so that even a dial failing at once reports b.
+func (s *Streams) connFor(proto Proto, dst netip.AddrPort, b []byte) (c *conn, queued bool, err error) {
 	k := connKey{proto, dst}
 	sh := s.table.shardOf(k)
 	sh.mu.Lock()
-	c := sh.m[k]
+	c = sh.m[k]
 	if c != nil && c.state.Load() != stClosed {
 		sh.mu.Unlock()
-		return c, nil
+		return c, false, nil
 	}
-	if proto.isWS() {
-		sh.mu.Unlock()
-		return nil, ErrNoConnection
+	switch {
+	case proto.isWS():
+		err = ErrNoConnection
+	case s.closed.Load():
+		err = errShutdown
+	case len(b) > s.opt.MaxQueue:
+		err = ErrQueueFull
+	case !s.reserve(proto):
+		err = ErrTooManyConns
 	}
-	if s.closed.Load() {
+	if err != nil {
 		sh.mu.Unlock()
-		return nil, errShutdown
-	}
-	if !s.reserve(proto) {
-		sh.mu.Unlock()
-		return nil, ErrTooManyConns
+		return nil, false, err
 	}
 	c = s.newConn(proto, dst, s.localFor(proto, dst), nil)
+	c.pend.add(b, 0, true)
 	sh.link(c)
 	s.wg.Add(1)
 	sh.mu.Unlock()
 	go c.dialAndServe()
-	return c, nil
+	return c, true, nil
 }
 
 // reserve counts a new connection against MaxConns.
@@ -370,23 +378,16 @@ func (s *Streams) reserve(proto Proto) bool {
 }
 
 // localFor returns the address of a listener of proto in dst's family, the
-// local address of connections opened to dst.
+// local address of connections opened to dst (none: the socket's own).
 func (s *Streams) localFor(proto Proto, dst netip.AddrPort) netip.AddrPort {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var any netip.AddrPort
 	for _, l := range s.listeners {
-		if l.cfg.Proto != proto {
-			continue
-		}
-		if l.local.Addr().Is4() == dst.Addr().Is4() {
+		if l.cfg.Proto == proto && l.local.Addr().Is4() == dst.Addr().Is4() {
 			return l.local
 		}
-		if !any.IsValid() {
-			any = l.local
-		}
 	}
-	return any
+	return netip.AddrPort{}
 }
 
 // Alias makes the connection whose remote address is conn also reachable
@@ -583,8 +584,8 @@ func (o *StreamOut) Buffer() []byte { return o.buf[:0] }
 
 // Send sends b to dst: to src of the message being handled over that same
 // connection, else like WriteTo(o.Proto(), b, dst). It never blocks; a
-// message that cannot be sent is reported to the handler's
-// HandleUnreachable (after the current HandleStream).
+// message that cannot be sent is reported to HandleUnreachable later, from
+// a pool worker.
 func (o *StreamOut) Send(b []byte, dst netip.AddrPort) {
 	if len(b) == 0 {
 		return
@@ -604,8 +605,8 @@ func (o *StreamOut) Send(b []byte, dst netip.AddrPort) {
 }
 
 // Local returns the address of the listener the message arrived on (for a
-// connection this side opened, a listener of the same transport, if any,
-// else the connection's local address).
+// connection this side opened: a listener of the same transport and
+// family, if any, else the connection's own local address).
 func (o *StreamOut) Local() netip.AddrPort { return o.local }
 
 // Proto returns the transport of the message being handled.
@@ -663,7 +664,8 @@ type conn struct {
 	qlen       int      // bytes in q and in the writer's hands
 	pend       msgQueue // messages sent while connecting
 	aliases    []netip.AddrPort
-	drainClose bool // close when the queue is written (after a WebSocket close)
+	drainClose bool  // close when the queue is written (after a WebSocket close)
+	closeErr   error // why it closed
 	wb         []byte
 	wn         int
 	werr       error
@@ -707,6 +709,7 @@ func (c *conn) close(reason error) bool {
 		return false
 	}
 	c.state.Store(stClosed)
+	c.closeErr = reason
 	q, pend, aliases, tc := c.q, c.pend, c.aliases, c.tcp
 	c.q, c.pend, c.aliases, c.qlen = msgQueue{}, msgQueue{}, nil, 0
 	c.wmu.Unlock()
@@ -806,7 +809,7 @@ func (c *conn) tlsWrite(b []byte) error {
 // leaves.
 func (c *conn) rawWrite(b []byte, payload int, whole bool) error {
 	c.wmu.Lock()
-	if c.state.Load() == stClosed {
+	if c.state.Load() == stClosed || c.drainClose {
 		c.wmu.Unlock()
 		return ErrConnClosed
 	}
@@ -898,20 +901,28 @@ func (c *conn) writeLoop() {
 		c.qlen -= len(batch.b)
 		c.wmu.Unlock()
 		if err != nil {
-			if c.close(err) {
-				batch.from = n
-				c.s.report(batch, c.key, err)
-			}
+			// Failed, or closed meanwhile (for whatever reason): the
+			// messages that did not leave are reported with the reason.
+			c.close(err)
 			c.wmu.Lock()
 			c.writing = false
+			reason := c.closeErr
 			c.wmu.Unlock()
+			if reason != errShutdown {
+				if reason == nil {
+					reason = ErrConnClosed
+				}
+				batch.from = n
+				c.s.report(batch, c.key, reason)
+			}
 			return
 		}
 		spare = batch.b[:0]
 	}
 }
 
-// closeWhenWritten closes the connection once its queue is written.
+// closeWhenWritten closes the connection once its queue is written;
+// nothing more is sent on it.
 func (c *conn) closeWhenWritten() {
 	c.wmu.Lock()
 	if c.writing {

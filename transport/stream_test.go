@@ -427,20 +427,22 @@ func TestTCPWriteToRefusedIsUnreachable(t *testing.T) {
 		if err := s.WriteTo(TCP, []byte(m), dst); err != nil {
 			t.Fatal(err)
 		}
-		s.WriteTo(TCP, []byte(m2), dst)
-		for _, want := range []string{m, m2} {
+		s.WriteTo(TCP, []byte(m2), dst) // queued on the same connection, or on a new one if that failed already
+		want := map[string]bool{m: true, m2: true}
+		for range 2 {
 			select {
 			case u := <-h.unreach:
-				if u.payload != want || u.dst != dst || u.err != syscall.ECONNREFUSED { // the bare errno, as for UDP
+				if !want[u.payload] || u.dst != dst || u.err != syscall.ECONNREFUSED { // the bare errno, as for UDP
 					t.Fatalf("unreachable %q %v %v", u.payload, u.dst, u.err)
 				}
+				delete(want, u.payload)
 			case <-time.After(5 * time.Second):
 				t.Fatal("no unreachable report")
 			}
 		}
 		waitFor(t, "entry removed", func() bool { return s.Stats().Open == 0 })
 	}
-	if st := s.Stats(); st.ConnectFailures != 2 || st.Unreachable != 4 {
+	if st := s.Stats(); st.ConnectFailures < 2 || st.ConnectFailures > 4 || st.Unreachable != 4 || st.MessagesOut != 4 {
 		t.Fatalf("stats %+v", st)
 	}
 }
@@ -481,23 +483,23 @@ func TestTCPAlias(t *testing.T) {
 			t.Fatalf("unreachable %v", u.dst)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("alias still used")
+		t.Fatalf("alias still used; stats %+v", s.Stats())
 	}
 }
 
 func TestTCPIdleTimeout(t *testing.T) {
 	h := newTestHandler()
-	s := startStreams(t, StreamsOptions{IdleTimeout: 150 * time.Millisecond}, h)
+	s := startStreams(t, StreamsOptions{IdleTimeout: 500 * time.Millisecond}, h)
 	l := listenTCP(t, s, "127.0.0.1:0")
 	idle := dialTCP(t, l.LocalAddr())
 	busy := dialTCP(t, l.LocalAddr())
 	r := newSIPReader(busy)
 	start := time.Now()
 	// busy keeps talking (its pings count as traffic) while idle says nothing.
-	for time.Since(start) < 400*time.Millisecond {
+	for time.Since(start) < 1200*time.Millisecond {
 		mustWrite(t, busy, "\r\n\r\n")
 		expectMsg(t, r, "\r\n")
-		time.Sleep(30 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 	expectClosed(t, idle)
 	if st := s.Stats(); st.IdleClosed != 1 || st.Open != 1 {

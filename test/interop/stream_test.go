@@ -210,3 +210,21 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
 	}
 	return certFile, keyFile
 }
+
+// TestTCPConnectRefusedFailover: the first destination refuses the TCP
+// connection; the branch fails at once (no 30 s timer) and the call goes
+// to the second destination.
+func TestTCPConnectRefusedFailover(t *testing.T) {
+	sipptest.RequireSipp(t)
+	uas := sipptest.StartUASOverForTest(t, "t1", sipptest.Scenario(t, "uas.xml"),
+		sipptest.TraceMsgArgs(filepath.Join("{dir}", "uas_messages.log"))...)
+	dead := sipptest.Port(t) // nothing listens there
+	addr, _ := startVeloxOn(t, "proxy", "--to", fmt.Sprintf("tcp:127.0.0.1:%d", dead), "--to", fmt.Sprintf("tcp:127.0.0.1:%d", uas.Opts.Port))
+	start := time.Now()
+	res, msgs := tcpCaller(t, "t1", addr, "bench", 3)
+	wantCallsOK(t, res, msgs, 3)
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("3 calls took %v: the refused connection did not fail its branch at once", el)
+	}
+	calleeResult(t, "second destination", uas, 3)
+}
