@@ -80,8 +80,8 @@ func TestImportUsers(t *testing.T) {
 }
 
 func TestImportUsersMany(t *testing.T) {
-	if testing.Short() {
-		t.Skip("100,000 rows")
+	if testing.Short() || raceEnabled {
+		t.Skip("100,000 rows: not with -short or -race")
 	}
 	db, err := Open(filepath.Join(t.TempDir(), "v.db"))
 	if err != nil {
