@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -92,9 +93,7 @@ func FreePort() (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", p))
-		if err == nil {
-			l.Close()
+		if tcpBindable(p) {
 			return p, nil
 		}
 	}
@@ -109,4 +108,16 @@ func Port(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// tcpBindable reports whether a TCP socket without SO_REUSEADDR can bind
+// 127.0.0.1:port, as SIPp's does: unlike net.Listen, this also fails while
+// connections of an earlier run linger in TIME_WAIT on the port.
+func tcpBindable(port int) bool {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer syscall.Close(fd)
+	return syscall.Bind(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}) == nil
 }

@@ -191,7 +191,7 @@ func RunUAC(ctx context.Context, o UACOptions) (Result, error) {
 		o.Timeout = time.Duration(o.Calls/o.Rate)*time.Second + 30*time.Second
 	}
 	// Without -p SIPp takes 5060 when free: always give it a free port.
-	port, err := FreeUDPPort()
+	port, err := FreePort() // free for UDP and TCP (-t t1 binds TCP)
 	if err != nil {
 		return Result{}, err
 	}
