@@ -47,6 +47,7 @@ type Auth struct {
 	realm    []byte
 	identity bool
 	maxFail  int
+	retrans  *retransTable // accepted requests, whose retransmissions pass (retrans.go)
 }
 
 // failuresName is the Server.Shared name of the server's failure table.
@@ -114,7 +115,7 @@ func New(o Options, srv *proxy.Server) (*Auth, error) {
 		return nil, fmt.Errorf("auth: %v", err)
 	}
 	return &Auth{a: a, subs: subs, failures: ft, realm: []byte(strings.ToLower(o.Realm)),
-		identity: !o.NoIdentityCheck, maxFail: o.MaxFailures}, nil
+		identity: !o.NoIdentityCheck, maxFail: o.MaxFailures, retrans: newRetransTable()}, nil
 }
 
 // Failures returns the failure table the step counts wrong answers in
@@ -154,8 +155,14 @@ func (s *Auth) Handle(c *proxy.Context) proxy.Action {
 			return proxy.Stop
 		}
 		s.failures.Reset(c.Src.Addr()) // no lock when no source of its shard failed
+		s.retrans.add(s.retrans.key(&cr, m), now)
 		return proxy.Continue
-	case auth.Stale, auth.Replay:
+	case auth.Replay:
+		if s.retrans.seen(s.retrans.key(&cr, m), now) {
+			return proxy.Continue // a retransmission of an accepted request
+		}
+		s.challenge(c, isProxy, true, now)
+	case auth.Stale:
 		s.challenge(c, isProxy, true, now)
 	case auth.Malformed:
 		c.Reply(400, "Malformed Authorization")

@@ -81,7 +81,13 @@ func TestDigestRegister(t *testing.T) {
 	if got := do(register(answer("secret", "00000001"))); !strings.HasPrefix(got, "SIP/2.0 200 ") {
 		t.Fatalf("right password:\n%s", got)
 	}
-	if got := do(register(answer("secret", "00000001"))); !strings.Contains(got, "stale=true") {
+	// The same request again (a UDP retransmission): accepted again.
+	if got := do(register(answer("secret", "00000001"))); !strings.HasPrefix(got, "SIP/2.0 200 ") {
+		t.Fatalf("retransmission of an accepted REGISTER:\n%s", got)
+	}
+	// The nonce-count reused by another request (a new CSeq): a replay.
+	replay := strings.Replace(register(answer("secret", "00000001")), "CSeq: 1 REGISTER", "CSeq: 2 REGISTER", 1)
+	if got := do(replay); !strings.Contains(got, "stale=true") {
 		t.Fatalf("replayed nonce-count must get a stale challenge:\n%s", got)
 	}
 	for i, want := range []string{"401", "401", "403"} {
