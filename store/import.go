@@ -78,5 +78,6 @@ func (db *DB) ImportUsers(ctx context.Context, rows iter.Seq2[UserRow, error], o
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("store: import users: %w", err)
 	}
+	db.userWrites.Add(1)
 	return n, nil
 }

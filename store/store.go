@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -47,9 +48,12 @@ type DB struct {
 	// Prepared statements, on w (writes) or r (reads).
 	addUser, setPassword, delUser  *sql.Stmt
 	getUser, listUsers, listDomain *sql.Stmt
+	scanUsers                      *sql.Stmt
 	upsertBinding, delBinding      *sql.Stmt
 	delAOR, delExpired             *sql.Stmt
 	loadBindings                   *sql.Stmt
+
+	userWrites atomic.Uint64 // subscriber changes committed through this DB (UserWrites)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -105,7 +109,7 @@ func (db *DB) Path() string { return db.path }
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		for _, s := range []*sql.Stmt{
-			db.addUser, db.setPassword, db.delUser, db.getUser, db.listUsers, db.listDomain,
+			db.addUser, db.setPassword, db.delUser, db.getUser, db.listUsers, db.listDomain, db.scanUsers,
 			db.upsertBinding, db.delBinding, db.delAOR, db.delExpired, db.loadBindings,
 		} {
 			if s != nil {
@@ -235,6 +239,7 @@ func (db *DB) prepare() error {
 		{&db.getUser, db.r, `SELECT ` + userCols + ` FROM subscriber WHERE username = ? AND domain = ?`},
 		{&db.listUsers, db.r, `SELECT ` + userCols + ` FROM subscriber ORDER BY domain, username`},
 		{&db.listDomain, db.r, `SELECT ` + userCols + ` FROM subscriber WHERE domain = ? ORDER BY username`},
+		{&db.scanUsers, db.r, `SELECT username, domain, ha1_md5, ha1_sha256, ha1_sha512_256 FROM subscriber`},
 		{&db.upsertBinding, db.w, `INSERT INTO location (` + bindingCols + `)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (aor, contact) DO UPDATE SET

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -349,5 +350,68 @@ func TestTwoHandles(t *testing.T) {
 	wg.Wait()
 	if users, err := a.ListUsers(ctx, ""); err != nil || len(users) != 40 {
 		t.Errorf("%d users, %v; want 40", len(users), err)
+	}
+}
+
+// DataVersion moves on another DB's commits, not on this DB's own;
+// UserWrites counts this DB's subscriber changes; ScanUsers reads them all.
+func TestChangeDetection(t *testing.T) {
+	db, path := openTemp(t)
+	ctx := context.Background()
+	dv := func(d *DB) int64 {
+		v, err := d.DataVersion(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	v0, w0 := dv(db), db.UserWrites()
+	if err := db.AddUser(ctx, "alice", "Example.com", "pw", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.UpsertBindings(ctx, []BindingRow{{AOR: "alice@example.com", Contact: "sip:a@h", Expires: time.Now().Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	if v := dv(db); v != v0 {
+		t.Fatalf("data_version moved on own writes: %d → %d", v0, v)
+	}
+	if w := db.UserWrites(); w != w0+1 {
+		t.Fatalf("UserWrites %d → %d after one AddUser", w0, w)
+	}
+	db.AddUser(ctx, "alice", "example.com", "pw", false) // exists: no change
+	db.DeleteUser(ctx, "nobody", "example.com")          // missing: no change
+	if w := db.UserWrites(); w != w0+1 {
+		t.Fatalf("UserWrites %d → %d after changes that changed nothing", w0, w)
+	}
+	other, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := other.AddUser(ctx, "bob", "example.com", "pw", false); err != nil {
+		t.Fatal(err)
+	}
+	if v := dv(db); v == v0 {
+		t.Fatal("data_version did not move on another DB's commit")
+	}
+	var got []string
+	err = db.ScanUsers(ctx, func(c *Credentials) error {
+		want, _ := ComputeHA1(SHA512_256, string(c.Username), string(c.Domain), "pw")
+		if string(c.HA1SHA512256) != want || len(c.HA1MD5) != 32 || len(c.HA1SHA256) != 64 {
+			t.Errorf("%s: wrong HA1s", c.Username)
+		}
+		got = append(got, string(c.Username)+"@"+string(c.Domain))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	if strings.Join(got, " ") != "alice@example.com bob@example.com" {
+		t.Fatalf("ScanUsers: %v", got)
+	}
+	stop := errors.New("stop")
+	if err := db.ScanUsers(ctx, func(*Credentials) error { return stop }); err != stop {
+		t.Fatalf("callback error: %v", err)
 	}
 }

@@ -135,6 +135,7 @@ func (db *DB) AddUser(ctx context.Context, user, domain, password string, storeP
 	} else if n == 0 {
 		return fmt.Errorf("user %s@%s %w", user, domain, ErrExists)
 	}
+	db.userWrites.Add(1)
 	return nil
 }
 
@@ -159,6 +160,7 @@ func (db *DB) SetPassword(ctx context.Context, user, domain, password string, st
 	} else if n == 0 {
 		return fmt.Errorf("user %s@%s %w", user, domain, ErrNotFound)
 	}
+	db.userWrites.Add(1)
 	return nil
 }
 
@@ -175,6 +177,9 @@ func (db *DB) DeleteUser(ctx context.Context, user, domain string) (bool, error)
 	n, err := res.RowsAffected()
 	if err != nil {
 		return false, fmt.Errorf("store: delete user %s@%s: %w", user, domain, err)
+	}
+	if n > 0 {
+		db.userWrites.Add(1)
 	}
 	return n > 0, nil
 }
@@ -230,3 +235,60 @@ func scanUser(s interface{ Scan(...any) error }) (User, error) {
 	u.CreatedAt = time.Unix(created, 0)
 	return u, err
 }
+
+// Credentials are a subscriber's name and HA1s as ScanUsers reads them
+// (the HA1s as stored: lowercase hex, "" when missing). The slices are
+// only valid during the callback.
+type Credentials struct {
+	Username, Domain                []byte
+	HA1MD5, HA1SHA256, HA1SHA512256 []byte
+}
+
+// ScanUsers calls fn for every subscriber, in no particular order, in one
+// query (one read transaction: a consistent snapshot of the table). An
+// error from fn stops the scan and is returned. It is how an in-memory
+// copy of the table is (re)loaded; DataVersion and UserWrites tell when to
+// reload it.
+func (db *DB) ScanUsers(ctx context.Context, fn func(*Credentials) error) error {
+	rows, err := db.scanUsers.QueryContext(ctx)
+	if err != nil {
+		return fmt.Errorf("store: scan users: %w", err)
+	}
+	defer rows.Close()
+	var u, d, md, s256, s512 sql.RawBytes
+	var c Credentials
+	for rows.Next() {
+		if err := rows.Scan(&u, &d, &md, &s256, &s512); err != nil {
+			return fmt.Errorf("store: scan users: %w", err)
+		}
+		c = Credentials{Username: u, Domain: d, HA1MD5: md, HA1SHA256: s256, HA1SHA512256: s512}
+		if err := fn(&c); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: scan users: %w", err)
+	}
+	return nil
+}
+
+// DataVersion returns SQLite's PRAGMA data_version on the DB's write
+// connection: it changes when another process (another DB on the same
+// file: `velox user add|del|passwd|import`, the sqlite3 shell) has
+// committed a change since the last call, not when this DB writes — the
+// registrar's binding writes do not move it. Together with UserWrites
+// (this DB's own subscriber changes) it tells whether a copy of the
+// subscriber table may be out of date, at the cost of one PRAGMA.
+func (db *DB) DataVersion(ctx context.Context) (int64, error) {
+	var v int64
+	if err := db.w.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("store: data_version: %w", err)
+	}
+	return v, nil
+}
+
+// UserWrites returns the number of subscriber changes (AddUser,
+// SetPassword, DeleteUser, ImportUsers) committed through this DB. It is
+// incremented after the commit, so a reader that sees a new count and then
+// reads the table sees the change.
+func (db *DB) UserWrites() uint64 { return db.userWrites.Load() }

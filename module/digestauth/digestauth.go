@@ -141,11 +141,11 @@ func (s *Auth) Handle(c *proxy.Context) proxy.Action {
 		s.challenge(c, isProxy, false, now)
 		return proxy.Stop
 	}
-	u, ok, _ := s.subs.Get(cr.Username, s.realm, now) // a database error counts as unknown user
 	res := auth.BadCredentials
-	if ok {
-		if ha1, has := u.HA1(cr.Algorithm.Base().String()); has {
-			res = s.a.Verify(&cr, m.MethodName(), []byte(ha1), c.Src.Addr(), now)
+	if u, ok := s.subs.Get(cr.Username, s.realm); ok { // in memory: no database read
+		var hb [128]byte
+		if ha1, has := u.AppendHA1(hb[:0], cr.Algorithm); has {
+			res = s.a.Verify(&cr, m.MethodName(), ha1, c.Src.Addr(), now)
 		}
 	}
 	switch res {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
-	"time"
 
 	"github.com/veloxsip/velox/location"
 	"github.com/veloxsip/velox/module/digestauth"
@@ -154,24 +153,20 @@ func (l *Lookup) Handle(c *proxy.Context) proxy.Action {
 
 // noBinding answers a request for a user without a live binding (RFC 3261
 // §21.4.5 and §21.4.18): with a subscriber database 404 when the
-// Request-URI names no subscriber and 480 when it names one (500 when the
-// database fails); without one always 404. Only sip and sips URIs with a
-// user part can name a subscriber.
+// Request-URI names no subscriber and 480 when it names one (from the
+// in-memory table: no database read); without one always 404. Only sip
+// and sips URIs with a user part can name a subscriber.
 func (l *Lookup) noBinding(c *proxy.Context, ru *sip.URI) {
 	if l.subs == nil || (ru.Scheme != sip.SchemeSIP && ru.Scheme != sip.SchemeSIPS) {
 		c.Reply(404, "Not Found")
 		return
 	}
 	var ub [128]byte
-	found, err := l.subs.Exists(sip.AppendUnescaped(ub[:0], ru.User), ru.Host, time.Now())
-	switch {
-	case err != nil:
-		c.Reply(500, "Server Internal Error")
-	case found:
+	if l.subs.Exists(sip.AppendUnescaped(ub[:0], ru.User), ru.Host) {
 		c.Reply(480, "Temporarily Unavailable")
-	default:
-		c.Reply(404, "Not Found")
+		return
 	}
+	c.Reply(404, "Not Found")
 }
 
 // useFlow decides whether a request for binding b, registered over a

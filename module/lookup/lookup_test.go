@@ -190,8 +190,8 @@ func TestSharedSubscribers(t *testing.T) {
 	}
 }
 
-// The 404/480 answers read the subscriber cache without allocating (after
-// the first request has filled it).
+// The 404/480 answers read the in-memory subscriber table without
+// allocating.
 func TestNoBindingNoAlloc(t *testing.T) {
 	w, r := setup(t, subscriberDB(t, "bob@example.com"))
 	known, unknown := invite("sip:bob@example.com"), invite("sip:nobody@example.com")
