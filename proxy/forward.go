@@ -447,17 +447,8 @@ func (s *Server) forwardResponse(c *Context, m *sip.Message, out Sender) {
 func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
 
 func parsePort(b []byte) (uint16, bool) {
-	if len(b) == 0 || len(b) > 5 {
-		return 0, false
-	}
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	if n == 0 || n > 65535 {
+	n, ok := sip.ParseUint(b)
+	if !ok || n == 0 || n > 65535 {
 		return 0, false
 	}
 	return uint16(n), true

@@ -14,7 +14,7 @@ func (na *NameAddr) ExpiresParam() (secs int, present bool, err error) {
 	if !ok {
 		return 0, false, nil
 	}
-	n, ok := parseUint(v)
+	n, ok := ParseUint(v)
 	if !ok {
 		if len(v) > 9 && isDigits(v) {
 			return 1<<31 - 1, true, nil
@@ -84,7 +84,7 @@ func (na *NameAddr) RegID() (id int, present bool, err error) {
 	if !ok {
 		return 0, false, nil
 	}
-	n, ok := parseUint(v)
+	n, ok := ParseUint(v)
 	if !ok || n == 0 {
 		return 0, true, ErrContactParam
 	}

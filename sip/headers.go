@@ -199,7 +199,7 @@ func (m *Message) MaxForwards() (n int, present bool, err error) {
 		m.cache.maxFwd = -1
 		return -1, false, m.store(cMaxFwd, nil)
 	}
-	v, ok := parseUint(m.bytes(h.value))
+	v, ok := ParseUint(m.bytes(h.value))
 	if !ok || v > 255 {
 		m.cache.maxFwd = -1
 		return -1, true, m.store(cMaxFwd, ErrMaxForwards)
@@ -217,7 +217,7 @@ func (m *Message) ContentLength() (int, error) {
 	if h == nil {
 		return -1, nil
 	}
-	n, ok := parseUint(m.bytes(h.value))
+	n, ok := ParseUint(m.bytes(h.value))
 	if !ok {
 		return -1, ErrContentLength
 	}
@@ -242,7 +242,7 @@ func (m *Message) Expires() (secs int, present bool, err error) {
 		return -1, false, m.store(cExpires, nil)
 	}
 	v := m.bytes(h.value)
-	n, ok := parseUint(v)
+	n, ok := ParseUint(v)
 	if !ok {
 		if len(v) > 9 && isDigits(v) {
 			n, ok = 1<<31-1, true // absurdly large: treat as the maximum

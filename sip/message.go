@@ -171,7 +171,7 @@ func (m *Message) Parse(buf []byte) error {
 	}
 	m.body = span{uint32(pos), uint32(len(buf))}
 	if h := m.first(HdrContentLength); h != nil {
-		n, ok := parseUint(m.bytes(h.value))
+		n, ok := ParseUint(m.bytes(h.value))
 		if !ok || n > 1<<24 {
 			return ErrContentLength
 		}
@@ -444,9 +444,9 @@ func hasPrefixFold(b []byte, p string) bool {
 	return len(b) >= len(p) && equalFold(b[:len(p)], p)
 }
 
-// parseUint parses a decimal number of at most 9 digits, allowing no sign
-// or spaces.
-func parseUint(b []byte) (int, bool) {
+// ParseUint parses a decimal number of at most 9 digits, allowing no sign
+// or spaces (lengths, ports, expiry and CSeq numbers).
+func ParseUint(b []byte) (int, bool) {
 	if len(b) == 0 || len(b) > 9 {
 		return 0, false
 	}

@@ -121,7 +121,7 @@ func ParseURI(b []byte, u *URI) error {
 		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
 			j++
 		}
-		p, ok := parseUint(rest[1:j])
+		p, ok := ParseUint(rest[1:j])
 		if !ok || p == 0 || p > 65535 {
 			return ErrURIPort
 		}

@@ -107,7 +107,7 @@ func ParseVia(b []byte, v *Via) (rest []byte, err error) {
 		for j < len(b) && b[j] >= '0' && b[j] <= '9' {
 			j++
 		}
-		p, ok := parseUint(b[i:j])
+		p, ok := ParseUint(b[i:j])
 		if !ok || p > 65535 || p == 0 {
 			return nil, ErrVia
 		}

@@ -3,6 +3,8 @@ package transport
 import (
 	"bytes"
 	"errors"
+
+	"github.com/veloxsip/velox/sip"
 )
 
 // Framing of SIP messages on a byte stream (RFC 3261 §18.3): a message ends
@@ -122,7 +124,7 @@ func contentLength(h []byte) (int, error) {
 		if !asciiEqualFold(name, "content-length") && !asciiEqualFold(name, "l") {
 			continue
 		}
-		v, ok := parseLength(trimLWS(line[colon+1:]))
+		v, ok := sip.ParseUint(trimLWS(line[colon+1:]))
 		if !ok || found && v != cl {
 			return 0, errBadContentLength
 		}
@@ -143,21 +145,6 @@ func trimLWS(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
-}
-
-// parseLength parses a decimal length of at most 9 digits.
-func parseLength(b []byte) (int, bool) {
-	if len(b) == 0 || len(b) > 9 {
-		return 0, false
-	}
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, true
 }
 
 // asciiEqualFold compares b with the lower-case ASCII string s, ignoring case.

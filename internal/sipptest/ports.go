@@ -40,7 +40,12 @@ func FreeUDPPort() (int, error) {
 // UDPPort is FreeUDPPort for tests: it fails the test on error.
 func UDPPort(t testing.TB) int {
 	t.Helper()
-	p, err := FreeUDPPort()
+	return mustPort(t, FreeUDPPort)
+}
+
+func mustPort(t testing.TB, free func() (int, error)) int {
+	t.Helper()
+	p, err := free()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,27 +54,16 @@ func UDPPort(t testing.TB) int {
 
 // UDPBound reports whether some socket is bound to UDP 127.0.0.1:port (or the
 // wildcard address), as listed in /proc/net/udp. It does not touch the port.
-func UDPBound(port int) bool {
-	f, err := os.Open("/proc/net/udp")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	want := []string{fmt.Sprintf("0100007F:%04X", port), fmt.Sprintf("00000000:%04X", port)}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 1 && (fields[1] == want[0] || fields[1] == want[1]) {
-			return true
-		}
-	}
-	return false
-}
+func UDPBound(port int) bool { return procListed("/proc/net/udp", port, "") }
 
 // TCPListening reports whether a socket listens on TCP 127.0.0.1:port (or
 // the wildcard address), as listed in /proc/net/tcp.
-func TCPListening(port int) bool {
-	f, err := os.Open("/proc/net/tcp")
+func TCPListening(port int) bool { return procListed("/proc/net/tcp", port, "0A") }
+
+// procListed reports whether the socket table file lists a socket on
+// 127.0.0.1:port or the wildcard address, in state (hex, "" for any).
+func procListed(file string, port int, state string) bool {
+	f, err := os.Open(file)
 	if err != nil {
 		return false
 	}
@@ -78,7 +72,7 @@ func TCPListening(port int) bool {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) > 3 && fields[3] == "0A" && (fields[1] == want[0] || fields[1] == want[1]) {
+		if len(fields) > 3 && (fields[1] == want[0] || fields[1] == want[1]) && (state == "" || fields[3] == state) {
 			return true
 		}
 	}
@@ -103,11 +97,7 @@ func FreePort() (int, error) {
 // Port is FreePort for tests: it fails the test on error.
 func Port(t testing.TB) int {
 	t.Helper()
-	p, err := FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return mustPort(t, FreePort)
 }
 
 // tcpBindable reports whether a TCP socket without SO_REUSEADDR can bind
