@@ -21,7 +21,7 @@ Usage:
   velox registrar --listen udp:IP:PORT [--domain D ...] [--redirect] [--auth] [--db FILE] [--persistence write-back]
                                  run a registrar (and proxy to registered users) with no config file
   velox check -c FILE            validate a config file
-  velox user add|passwd|del|list manage subscribers (see "velox user help")
+  velox user add|passwd|del|list|import manage subscribers (see "velox user help")
   velox config                   print the embedded default config
   velox modules                  list the routing modules
   velox version                  print the version

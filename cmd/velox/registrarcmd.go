@@ -51,7 +51,11 @@ func cmdRegistrar(args []string) error {
 	if err != nil {
 		return err
 	}
-	lk, err := lookup.New(lookup.Options{Domains: domains, Redirect: *redirect}, srv)
+	lo := lookup.Options{Domains: domains, Redirect: *redirect}
+	if *withAuth {
+		lo.DB = *db // subscribers known: 404 for strangers, 480 for users with no binding
+	}
+	lk, err := lookup.New(lo, srv)
 	if err != nil {
 		return err
 	}
