@@ -1472,22 +1472,15 @@ func (l *StreamListener) accept(tc *net.TCPConn) {
 // goroutine keeps its P. Through Syscall, the runtime's monitor may take
 // the P from a write that delivers to a loopback peer and then polls every
 // 20 µs for a millisecond, which cost a fifth of the CPU of a TCP relay.
-func rawRead(fd uintptr, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
-}
+func rawRead(fd uintptr, p []byte) (int, error) { return rawIO(unix.SYS_READ, fd, p) }
 
-func rawWrite(fd uintptr, p []byte) (int, error) {
+func rawWrite(fd uintptr, p []byte) (int, error) { return rawIO(unix.SYS_WRITE, fd, p) }
+
+func rawIO(trap, fd uintptr, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	n, _, e := unix.RawSyscall(trap, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	if e != 0 {
 		return 0, e
 	}
