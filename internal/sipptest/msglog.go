@@ -221,6 +221,13 @@ func StartUASWithArgsForTest(t testing.TB, scenario string, extra ...string) *UA
 // transport ("u1" or "t1"); the port is free for UDP and TCP.
 func StartUASOverForTest(t testing.TB, transport, scenario string, extra ...string) *UAS {
 	t.Helper()
+	return StartUASOnForTest(t, "", transport, scenario, extra...)
+}
+
+// StartUASOnForTest is StartUASOverForTest on local address ip ("" for
+// 127.0.0.1, "::1" for IPv6).
+func StartUASOnForTest(t testing.TB, ip, transport, scenario string, extra ...string) *UAS {
+	t.Helper()
 	sipp := RequireSipp(t)
 	dir := t.TempDir()
 	args := make([]string, len(extra))
@@ -229,7 +236,7 @@ func StartUASOverForTest(t testing.TB, transport, scenario string, extra ...stri
 	}
 	var lastErr error
 	for range 3 { // the kernel may hand the port to someone else meanwhile
-		u, err := StartUAS(UASOptions{Sipp: sipp, Scenario: scenario, Port: Port(t), Transport: transport, Dir: dir, ExtraArgs: args})
+		u, err := StartUAS(UASOptions{Sipp: sipp, Scenario: scenario, Port: Port(t), Transport: transport, IP: ip, Dir: dir, ExtraArgs: args})
 		if err == nil {
 			t.Cleanup(u.Stop)
 			return u

@@ -52,27 +52,44 @@ func mustPort(t testing.TB, free func() (int, error)) int {
 	return p
 }
 
+// ipv6Listed reports whether a socket is bound to [::1]:port or [::]:port
+// (listening, for TCP), as listed in /proc/net/udp6 or /proc/net/tcp6.
+func ipv6Listed(port int, tcp bool) bool {
+	file, state := "/proc/net/udp6", ""
+	if tcp {
+		file, state = "/proc/net/tcp6", "0A"
+	}
+	return procListed(file, []string{"00000000000000000000000001000000", "00000000000000000000000000000000"}, port, state)
+}
+
 // UDPBound reports whether some socket is bound to UDP 127.0.0.1:port (or the
 // wildcard address), as listed in /proc/net/udp. It does not touch the port.
-func UDPBound(port int) bool { return procListed("/proc/net/udp", port, "") }
+func UDPBound(port int) bool { return procListed("/proc/net/udp", ipv4Local, port, "") }
 
 // TCPListening reports whether a socket listens on TCP 127.0.0.1:port (or
 // the wildcard address), as listed in /proc/net/tcp.
-func TCPListening(port int) bool { return procListed("/proc/net/tcp", port, "0A") }
+func TCPListening(port int) bool { return procListed("/proc/net/tcp", ipv4Local, port, "0A") }
 
-// procListed reports whether the socket table file lists a socket on
-// 127.0.0.1:port or the wildcard address, in state (hex, "" for any).
-func procListed(file string, port int, state string) bool {
+// ipv4Local are 127.0.0.1 and 0.0.0.0 as /proc/net/{udp,tcp} write them.
+var ipv4Local = []string{"0100007F", "00000000"}
+
+// procListed reports whether the socket table file lists a socket on one
+// of the addresses (hex, as the file writes them) and port, in state (hex,
+// "" for any).
+func procListed(file string, addrs []string, port int, state string) bool {
 	f, err := os.Open(file)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	want := []string{fmt.Sprintf("0100007F:%04X", port), fmt.Sprintf("00000000:%04X", port)}
+	want := map[string]bool{}
+	for _, a := range addrs {
+		want[fmt.Sprintf("%s:%04X", a, port)] = true
+	}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) > 3 && (fields[1] == want[0] || fields[1] == want[1]) && (state == "" || fields[3] == state) {
+		if len(fields) > 3 && want[fields[1]] && (state == "" || fields[3] == state) {
 			return true
 		}
 	}

@@ -60,6 +60,8 @@ type UASOptions struct {
 	Port int
 	// Transport is SIPp's -t mode: "u1" (UDP, the default) or "t1" (TCP).
 	Transport string
+	// IP is the local address (-i); "127.0.0.1" when empty, "::1" for IPv6.
+	IP string
 	// Dir receives logs and statistics; it must exist.
 	Dir string
 	// ExtraArgs are appended to the command line.
@@ -84,12 +86,18 @@ func StartUAS(o UASOptions) (*UAS, error) {
 	if o.Transport == "" {
 		o.Transport = "u1"
 	}
+	if o.IP == "" {
+		o.IP = "127.0.0.1"
+	}
 	bound := UDPBound
 	if strings.HasPrefix(o.Transport, "t") {
 		bound = TCPListening
 	}
+	if o.IP == "::1" {
+		bound = func(port int) bool { return ipv6Listed(port, strings.HasPrefix(o.Transport, "t")) }
+	}
 	stat := filepath.Join(o.Dir, "uas_stat.csv")
-	argv := []string{o.Sipp, "-sf", o.Scenario, "-i", "127.0.0.1", "-p", strconv.Itoa(o.Port),
+	argv := []string{o.Sipp, "-sf", o.Scenario, "-i", o.IP, "-p", strconv.Itoa(o.Port),
 		"-t", o.Transport, "-nostdin", "-trace_stat", "-stf", stat, "-fd", "1",
 		"-trace_err", "-error_file", filepath.Join(o.Dir, "uas_errors.log"),
 		"-max_recv_loops", "5000"}
@@ -128,6 +136,8 @@ type UACOptions struct {
 	Service string
 	// Transport is SIPp's -t mode: "u1" (UDP, the default) or "t1" (TCP).
 	Transport string
+	// IP is the local address (-i); "127.0.0.1" when empty.
+	IP string
 	// Calls is the total number of calls (-m); must be > 0.
 	Calls int
 	// Rate is calls per second (-r); 10 when 0.
@@ -199,7 +209,10 @@ func RunUAC(ctx context.Context, o UACOptions) (Result, error) {
 	if o.Transport == "" {
 		o.Transport = "u1"
 	}
-	argv := []string{o.Sipp, "-sf", o.Scenario, "-s", o.Service, "-i", "127.0.0.1", "-t", o.Transport,
+	if o.IP == "" {
+		o.IP = "127.0.0.1"
+	}
+	argv := []string{o.Sipp, "-sf", o.Scenario, "-s", o.Service, "-i", o.IP, "-t", o.Transport,
 		"-p", strconv.Itoa(port),
 		"-m", strconv.Itoa(o.Calls), "-r", strconv.Itoa(o.Rate), "-l", strconv.Itoa(o.Limit),
 		"-timeout", fmt.Sprintf("%ds", int(o.Timeout.Seconds()+0.999)),

@@ -228,3 +228,40 @@ func TestTCPConnectRefusedFailover(t *testing.T) {
 	}
 	calleeResult(t, "second destination", uas, 3)
 }
+
+// TestTCPCallsIPv6: the same calls over TCP on ::1: IPv6 literals in the
+// Request-URI, Via, Record-Route and Route, and connections both ways.
+func TestTCPCallsIPv6(t *testing.T) {
+	sipptest.RequireSipp(t)
+	if c, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		c.Close()
+	}
+	const calls = 5
+	uas := sipptest.StartUASOnForTest(t, "::1", "t1", sipptest.Scenario(t, "uas.xml"),
+		sipptest.TraceMsgArgs(filepath.Join("{dir}", "uas_messages.log"))...)
+	bin := sipptest.BuildVelox(t)
+	port := sipptest.Port(t)
+	addr := fmt.Sprintf("[::1]:%d", port)
+	sipptest.StartServerForTest(t, "velox", addr, bin, "proxy", "--listen", "udp:"+addr, "--listen", "tcp:"+addr,
+		"--to", fmt.Sprintf("tcp:[::1]:%d", uas.Opts.Port))
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "uac_messages.log")
+	res := sipptest.RunUACForTest(t, sipptest.UACOptions{
+		Scenario: sipptest.Scenario(t, "uac.xml"), Target: addr, Transport: "t1", IP: "::1",
+		Calls: calls, Rate: 10, Timeout: 20 * time.Second, Dir: dir, ExtraArgs: sipptest.TraceMsgArgs(logPath),
+	})
+	msgs, _ := sipptest.ParseMessageLogFile(logPath)
+	wantCallsOK(t, res, msgs, calls)
+	got := calleeResult(t, "callee", uas, calls)
+	wantReceived(t, "callee", got, "BYE", calls)
+	if inv := got.Received("INVITE"); len(inv) > 0 {
+		if via := inv[0].Header("Via"); !strings.HasPrefix(via, "SIP/2.0/TCP "+addr+";") {
+			t.Errorf("callee's INVITE has Via %q, want our [::1] TCP Via first", via)
+		}
+		if rr := inv[0].Headers("Record-Route"); !strings.Contains(rr, "<sip:"+addr+";transport=tcp;lr>") {
+			t.Errorf("Record-Route %q, want <sip:%s;transport=tcp;lr>", rr, addr)
+		}
+	}
+}
