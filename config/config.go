@@ -251,14 +251,6 @@ func (p *parser) parseTransactions(n *yaml.Node, tc *Transactions) {
 		p.errorf(n, "transactions must be a mapping")
 		return
 	}
-	dur := func(v *yaml.Node, d *time.Duration) {
-		x, err := time.ParseDuration(v.Value)
-		if err != nil || x <= 0 {
-			p.errorf(v, "%q is not a positive duration (e.g. 500ms, 30s)", v.Value)
-			return
-		}
-		*d = x
-	}
 	num := func(v *yaml.Node, d *int) {
 		x, err := strconv.Atoi(v.Value)
 		if err != nil || x <= 0 {
@@ -271,15 +263,15 @@ func (p *parser) parseTransactions(n *yaml.Node, tc *Transactions) {
 		k, v := n.Content[i], n.Content[i+1]
 		switch k.Value {
 		case "t1":
-			dur(v, &tc.T1)
+			p.duration(v, &tc.T1)
 		case "t2":
-			dur(v, &tc.T2)
+			p.duration(v, &tc.T2)
 		case "t4":
-			dur(v, &tc.T4)
+			p.duration(v, &tc.T4)
 		case "timeout":
-			dur(v, &tc.Timeout)
+			p.duration(v, &tc.Timeout)
 		case "invite_timeout":
-			dur(v, &tc.InviteTimeout)
+			p.duration(v, &tc.InviteTimeout)
 		case "buckets":
 			num(v, &tc.Buckets)
 		case "timer_workers":
@@ -681,14 +673,6 @@ func (p *parser) parseConnections(n *yaml.Node, cc *Connections) {
 		p.errorf(n, "connections must be a mapping")
 		return
 	}
-	dur := func(v *yaml.Node, d *time.Duration) {
-		x, err := time.ParseDuration(v.Value)
-		if err != nil || x <= 0 {
-			p.errorf(v, "%q is not a positive duration (e.g. 5s, 10m)", v.Value)
-			return
-		}
-		*d = x
-	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		switch k.Value {
@@ -697,9 +681,9 @@ func (p *parser) parseConnections(n *yaml.Node, cc *Connections) {
 		case "max":
 			cc.Max = p.intIn(v, "max", 1, 10_000_000)
 		case "idle_timeout":
-			dur(v, &cc.IdleTimeout)
+			p.duration(v, &cc.IdleTimeout)
 		case "connect_timeout":
-			dur(v, &cc.ConnectTimeout)
+			p.duration(v, &cc.ConnectTimeout)
 		case "max_message":
 			cc.MaxMessage = p.size(v, "max_message")
 		case "max_queue":
@@ -708,4 +692,14 @@ func (p *parser) parseConnections(n *yaml.Node, cc *Connections) {
 			p.errorf(k, "unknown connections key %q (known: workers, max, idle_timeout, connect_timeout, max_message, max_queue)", k.Value)
 		}
 	}
+}
+
+// duration parses a positive duration (500ms, 30s, 10m) into *d.
+func (p *parser) duration(v *yaml.Node, d *time.Duration) {
+	x, err := time.ParseDuration(v.Value)
+	if err != nil || x <= 0 {
+		p.errorf(v, "%q is not a positive duration (e.g. 500ms, 30s)", v.Value)
+		return
+	}
+	*d = x
 }

@@ -63,17 +63,18 @@ func uriAlias(m *sip.Message, u *sip.URI) (d Dest, stripped []byte, ok bool) {
 	if !has {
 		return d, nil, false
 	}
-	parts := bytes.Split(v, []byte("~"))
-	if len(parts) != 3 || len(parts[2]) != 1 {
+	ip, rest, ok1 := bytes.Cut(v, []byte("~"))
+	portText, protoID, ok2 := bytes.Cut(rest, []byte("~"))
+	if !ok1 || !ok2 || len(protoID) != 1 {
 		return d, nil, false
 	}
-	a, isIP := ParseIP(parts[0])
-	port, okPort := parsePort(parts[1])
+	a, isIP := ParseIP(ip)
+	port, okPort := parsePort(portText)
 	if !isIP || !okPort {
 		return d, nil, false
 	}
 	for p, id := range aliasProtoIDs {
-		if id != 0 && id == parts[2][0] {
+		if id != 0 && id == protoID[0] {
 			d = Dest{netip.AddrPortFrom(a, port), transport.Proto(p)}
 		}
 	}

@@ -227,7 +227,7 @@ func (c *Context) send(li *listenerInfo, dst netip.AddrPort) {
 // sendBuilt sends b, built in out.Buffer(), to dst from li: through out
 // when it serves li, else through li's Conn.
 func (s *Server) sendBuilt(out Sender, li *listenerInfo, b []byte, dst netip.AddrPort) {
-	if out.Local() == li.local && out.Proto() == li.proto {
+	if li.servedBy(out) {
 		out.Send(b, dst)
 	} else if li.conn != nil {
 		_ = li.conn.WriteTo(b, dst)

@@ -111,6 +111,12 @@ func (id *Identity) AddListener(proto transport.Proto, local netip.AddrPort, adv
 	id.listeners = append(id.listeners, li)
 }
 
+// servedBy reports whether out is a worker's sender on this listener, so
+// that a message from li can join out's batch.
+func (li *listenerInfo) servedBy(out Sender) bool {
+	return out != nil && out.Local() == li.local && out.Proto() == li.proto
+}
+
 // listener returns the listener of proto bound to local (the first one
 // when none matches).
 func (id *Identity) listener(proto transport.Proto, local netip.AddrPort) *listenerInfo {

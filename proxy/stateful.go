@@ -19,12 +19,9 @@ import (
 // batch when the worker serves that listener, through the listener's Conn
 // otherwise.
 func (s *Server) sendFrom(out Sender, li *listenerInfo, b []byte, dst netip.AddrPort) {
-	if out != nil && out.Local() == li.local && out.Proto() == li.proto {
-		ob := append(out.Buffer(), b...)
-		out.Send(ob, dst)
-		return
-	}
-	if li.conn != nil {
+	if li.servedBy(out) {
+		out.Send(append(out.Buffer(), b...), dst)
+	} else if li.conn != nil {
 		_ = li.conn.WriteTo(b, dst)
 	}
 }
@@ -611,7 +608,7 @@ func udpOnly(li *listenerInfo, d time.Duration) time.Duration {
 
 // senderFor returns out when it sends from li, else a direct sender.
 func (t *txTable) senderFor(out Sender, li *listenerInfo) Sender {
-	if out != nil && out.Local() == li.local && out.Proto() == li.proto {
+	if li.servedBy(out) {
 		return out
 	}
 	return &connSender{srv: t.srv, li: li}
