@@ -67,7 +67,7 @@ type LogConfig struct {
 type Listener struct {
 	Proto         string // "udp", "tcp", "tls", "ws" or "wss"
 	Addr          netip.AddrPort
-	Workers       int      // UDP: 0 is the number of CPUs
+	Workers       int      // UDP: 0 is 1 (workers take turns; see transport/README.md)
 	RecvBuffer    int      // bytes; 0: default
 	SendBuffer    int      // bytes; 0: OS default
 	Advertise     string   // host put in Via/Record-Route instead of the bound address

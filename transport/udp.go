@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,7 +38,7 @@ type Handler interface {
 // UDPConfig configures a UDP listener.
 type UDPConfig struct {
 	Addr       netip.AddrPort
-	Workers    int // receiving workers; 0: runtime.NumCPU()
+	Workers    int // receiving workers; 0: 1, or runtime.NumCPU() when Unordered
 	RecvBuffer int // SO_RCVBUF bytes; 0: DefaultRecvBuffer; negative: OS default
 	SendBuffer int // SO_SNDBUF bytes; 0: OS default
 	Batch      int // datagrams per recvmmsg/sendmmsg; 0: DefaultBatch
@@ -58,8 +59,9 @@ type UDPConfig struct {
 // Defaults chosen by measurement (transport/README.md).
 // I/O modes.
 const (
-	// ModeBatch: recvmmsg/sendmmsg on a blocking socket from workers on
-	// locked threads, with a coalescing linger. The default.
+	// ModeBatch: recvmmsg/sendmmsg on a non-blocking socket, waiting in
+	// the netpoller when it is empty, with a coalescing linger. The
+	// default.
 	ModeBatch = "batch"
 	// ModePlain: one read and one write per datagram through Go's
 	// netpoller. Kept for comparison.
@@ -99,8 +101,19 @@ type UDPListener struct {
 	sendMu     sync.Mutex    // serialises WriteTo's scratch address
 	turn       chan struct{} // the token of the worker reading, handling and sending
 	nextRead   int64         // coalescing deadline shared by ordered workers (under turn)
-	sendSA     unix.RawSockaddrInet6
-	plain      *net.UDPConn // Mode "plain" only
+	// lingerSkip batches are read without lingering after a linger found
+	// the socket empty (lingerAllowed); lingerSkipped counts them.
+	lingerSkip, lingerSkipped int
+	sendSA                    unix.RawSockaddrInet6 // WriteTo's destination (under sendMu), and:
+	sendSALen                 uint32
+	sendBuf                   []byte
+	sendErr                   syscall.Errno
+	sendToFn                  func(uintptr) bool // l.sendTo, made once
+	plain                     *net.UDPConn       // Mode "plain" only
+	// pollFile is a dup of fd registered with Go's netpoller: a worker
+	// that finds the socket empty waits in raw.Read (parked, no thread).
+	pollFile *os.File
+	raw      syscall.RawConn
 	// wakeAddr is where WriteTo sends the empty datagram that wakes a
 	// worker to drain the error queue: the bound address, or loopback
 	// for a wildcard bind. The datagram arrives from wakeAddr.
@@ -112,7 +125,15 @@ type UDPListener struct {
 // ListenUDP binds the socket and prepares the workers; Start runs them.
 func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener, error) {
 	if cfg.Workers <= 0 {
-		cfg.Workers = runtime.NumCPU()
+		// Ordered workers take turns from read to send, so one does the
+		// same work as several with none of the hand-offs.
+		cfg.Workers = 1
+		if cfg.Unordered {
+			cfg.Workers = runtime.NumCPU()
+		}
+	}
+	if n, err := strconv.Atoi(os.Getenv("VELOX_UDP_WORKERS")); err == nil && n > 0 {
+		cfg.Workers = n
 	}
 	if cfg.RecvBuffer == 0 {
 		cfg.RecvBuffer = DefaultRecvBuffer
@@ -137,7 +158,7 @@ func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener
 	if cfg.Addr.Addr().Is6() && !cfg.Addr.Addr().Is4In6() {
 		fam = unix.AF_INET6
 	}
-	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := unix.Socket(fam, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("transport: socket: %w", err)
 	}
@@ -145,6 +166,7 @@ func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener
 		cfg.TurnSlice = DefaultTurnSlice
 	}
 	l := &UDPListener{fd: fd, cfg: cfg, turn: make(chan struct{}, 1)}
+	l.sendToFn = l.sendTo
 	l.turn <- struct{}{}
 	fail := func(what string, err error) (*UDPListener, error) {
 		unix.Close(fd)
@@ -186,6 +208,18 @@ func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener
 			wa = netip.IPv6Loopback()
 		}
 	}
+	// The descriptor is non-blocking: workers read and write it directly
+	// and wait for it through the netpoller, on a dup that os.File owns
+	// (closing it, or its finalizer, never touches fd itself).
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fail("dup", err)
+	}
+	l.pollFile = os.NewFile(uintptr(nfd), "udp")
+	if l.raw, err = l.pollFile.SyscallConn(); err != nil {
+		l.pollFile.Close()
+		return fail("netpoller", err)
+	}
 	l.wakeAddr = netip.AddrPortFrom(wa, l.local.Port())
 	l.wakeSALen = putSockaddr(&l.wakeSA, l.wakeAddr)
 	for i := 0; i < cfg.Workers; i++ {
@@ -215,13 +249,15 @@ func (l *UDPListener) Close() error {
 	if l.closed.Swap(true) {
 		return nil
 	}
-	// shutdown wakes every worker blocked in recvmmsg (it then returns 0)
-	// even on an unconnected UDP socket, where it also reports ENOTCONN.
+	// shutdown makes the socket readable (recvmmsg then returns 0), which
+	// wakes every worker waiting in the netpoller, even on an unconnected
+	// UDP socket, where it also reports ENOTCONN.
 	unix.Shutdown(l.fd, unix.SHUT_RDWR)
 	if l.plain != nil {
 		l.plain.Close()
 	}
 	l.wg.Wait()
+	l.pollFile.Close()
 	return unix.Close(l.fd)
 }
 
@@ -230,17 +266,19 @@ func (l *UDPListener) Close() error {
 func (l *UDPListener) WriteTo(b []byte, dst netip.AddrPort) error {
 	l.sendMu.Lock()
 	defer l.sendMu.Unlock()
-	n := putSockaddr(&l.sendSA, dst)
-	var p unsafe.Pointer
-	if len(b) > 0 {
-		p = unsafe.Pointer(&b[0])
-	}
+	l.sendSALen = putSockaddr(&l.sendSA, dst)
+	l.sendBuf = b
+	defer func() { l.sendBuf = nil }()
 	var e syscall.Errno
 	pending := false
 	for tries := 1; ; tries++ {
-		_, _, e = unix.Syscall6(unix.SYS_SENDTO, uintptr(l.fd), uintptr(p), uintptr(len(b)), 0,
-			uintptr(unsafe.Pointer(&l.sendSA)), uintptr(n))
-		if e == 0 {
+		if l.sendTo(0); l.sendErr == unix.EAGAIN {
+			// The send buffer is full: wait until it drains.
+			if l.raw.Write(l.sendToFn) != nil {
+				return net.ErrClosed
+			}
+		}
+		if e = l.sendErr; e == 0 {
 			break
 		}
 		pending = pending || maybePending(e)
@@ -257,6 +295,18 @@ func (l *UDPListener) WriteTo(b []byte, dst netip.AddrPort) error {
 		return e
 	}
 	return nil
+}
+
+// sendTo sends WriteTo's datagram once; it reports false (wait and call
+// again) when the socket's send buffer is full. Called with sendMu held.
+func (l *UDPListener) sendTo(uintptr) bool {
+	var p unsafe.Pointer
+	if len(l.sendBuf) > 0 {
+		p = unsafe.Pointer(&l.sendBuf[0])
+	}
+	_, _, l.sendErr = unix.RawSyscall6(unix.SYS_SENDTO, uintptr(l.fd), uintptr(p), uintptr(len(l.sendBuf)), 0,
+		uintptr(unsafe.Pointer(&l.sendSA)), uintptr(l.sendSALen))
+	return l.sendErr != unix.EAGAIN
 }
 
 // Stats sums the workers' counters.
@@ -300,6 +350,16 @@ type udpWorker struct {
 	errq   errQueue
 	// nextRead is the coalescing deadline of an unordered worker.
 	nextRead int64
+	// recvFn is w.recv as a func value made once (a closure passed to
+	// RawConn.Read per read would be allocated each time).
+	recvFn          func(uintptr) bool
+	recvN           int
+	recvErr         syscall.Errno
+	recvCalls       int
+	sendFn          func(uintptr) bool
+	lastSched       int64 // when the worker last went through the scheduler
+	sendFrom, sendN int
+	sendErr         syscall.Errno
 }
 
 func newUDPWorker(l *UDPListener, h Handler) *udpWorker {
@@ -319,6 +379,7 @@ func newUDPWorker(l *UDPListener, h Handler) *udpWorker {
 		w.in[i].hdr.Name = (*byte)(unsafe.Pointer(&w.inAddr[i]))
 	}
 	w.uh, _ = h.(UnreachableHandler)
+	w.recvFn, w.sendFn = w.recv, w.send
 	w.errq.init()
 	w.out.init(w, n)
 	return w
@@ -326,10 +387,6 @@ func newUDPWorker(l *UDPListener, h Handler) *udpWorker {
 
 func (w *udpWorker) run() {
 	defer w.l.wg.Done()
-	// The worker blocks in recvmmsg itself, on its own thread: a wake-up
-	// goes straight to it, without the netpoller's extra hop.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	l := w.l
 	// With several workers, one at a time reads, handles and sends a
 	// batch (holding l.turn), so messages leave in the order they came in
@@ -343,19 +400,24 @@ func (w *udpWorker) run() {
 	}
 	held := false
 	var heldSince int64
-	lastSched := nanotime()
+	w.lastSched = nanotime()
 	for !l.closed.Load() {
-		if !ordered && nanotime()-lastSched >= int64(l.cfg.TurnSlice) {
+		if nanotime()-w.lastSched >= int64(l.cfg.TurnSlice) {
 			// A goroutine the scheduler has not seen for 10 ms makes the
-			// runtime's monitor preempt it and take its P from the
-			// syscall, and then poll every 20 µs for a millisecond:
-			// that cost a third of the CPU at 3,000 requests/s. Ordered
-			// workers go through the scheduler when they take the turn.
+			// runtime's monitor preempt it, and then poll every 20 µs
+			// for a millisecond: that cost a third of the CPU at 3,000
+			// requests/s. A worker that waits for the socket goes
+			// through the scheduler anyway; a busy one yields.
 			runtime.Gosched()
-			lastSched = nanotime()
+			w.lastSched = nanotime()
 		}
 		if ordered && !held {
-			<-l.turn
+			select {
+			case <-l.turn:
+			default:
+				<-l.turn
+				w.lastSched = nanotime()
+			}
 			held, heldSince = true, nanotime()
 		}
 		n := w.readBatch(nextRead)
@@ -371,7 +433,7 @@ func (w *udpWorker) run() {
 			w.out.flush()
 			w.checkErrors()
 			*nextRead = 0
-			if l.cfg.Linger > 0 && n < len(w.in)/2 {
+			if l.cfg.Linger > 0 && n < len(w.in)/2 && l.lingerAllowed() {
 				*nextRead = nanotime() + int64(l.cfg.Linger)
 			}
 		}
@@ -390,16 +452,32 @@ func (w *udpWorker) run() {
 }
 
 // readBatch waits for the coalescing deadline, then receives up to a batch
-// of datagrams, blocking for the first. It returns 0 on errors and close.
+// of datagrams, waiting in the netpoller for the first. It returns 0 on
+// errors and close.
 func (w *udpWorker) readBatch(nextRead *int64) int {
-	if d := *nextRead - nanotime(); d > 0 {
-		lingerSleep(d)
-	}
 	for i := range w.in {
 		w.in[i].hdr.Namelen = uint32(unsafe.Sizeof(w.inAddr[i]))
 	}
-	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(w.l.fd), uintptr(unsafe.Pointer(&w.in[0])),
-		uintptr(len(w.in)), unix.MSG_WAITFORONE, 0, 0)
+	w.recvCalls = 0
+	if d := *nextRead - nanotime(); d > 0 {
+		// Linger only when the socket is empty: what is queued already
+		// needs no waiting, and a linger that then finds datagrams has
+		// saved a wake-up.
+		if !w.recv(0) {
+			lingerSleep(d)
+			w.recvCalls = 0
+			if w.l.raw.Read(w.recvFn) != nil {
+				return 0 // closed
+			}
+			w.l.lingerResult(w.recvCalls == 1)
+		}
+	} else if w.l.raw.Read(w.recvFn) != nil {
+		return 0 // closed
+	}
+	if w.recvCalls > 1 {
+		w.lastSched = nanotime() // it waited: parked, through the scheduler
+	}
+	r, e := w.recvN, w.recvErr
 	if e != 0 {
 		if e != unix.EINTR && e != unix.EAGAIN && !w.l.closed.Load() {
 			// Usually the socket's pending ICMP error: drain the error
@@ -410,9 +488,55 @@ func (w *udpWorker) readBatch(nextRead *int64) int {
 	}
 	if r > 0 {
 		w.stats.batches.Add(1)
+		if r == len(w.in) && w.l.lingerSkip > 0 {
+			w.l.lingerSkip = 0 // a full batch: the socket is busy, linger again
+		}
 		w.stats.received.Add(uint64(r))
 	}
-	return int(r)
+	return r
+}
+
+// lingerAllowed reports whether the next read may linger. A linger that
+// ends on an empty socket costs a wake-up instead of saving one: traffic
+// that comes in bursts (a peer that sends every few milliseconds what it
+// has) is already batched by its sender. After such a miss the listener
+// reads without lingering for 1, 3, 7 … up to 63 batches, then tries again.
+// Called under the turn (ordered workers) or racily (unordered), which at
+// worst lingers once more or less.
+func (l *UDPListener) lingerAllowed() bool {
+	if l.lingerSkip > l.lingerSkipped {
+		l.lingerSkipped++
+		return false
+	}
+	return true
+}
+
+// lingerResult records whether the socket had datagrams when a linger ended.
+func (l *UDPListener) lingerResult(found bool) {
+	l.lingerSkipped = 0
+	if found {
+		l.lingerSkip = 0
+	} else if l.lingerSkip < maxLingerSkip {
+		l.lingerSkip = 2*l.lingerSkip + 1
+	}
+}
+
+// maxLingerSkip bounds how many batches are read without lingering after a
+// linger that found nothing.
+const maxLingerSkip = 63
+
+// recv is one non-blocking recvmmsg into the worker's batch; it reports
+// false when the socket is empty, for RawConn.Read to wait and call again.
+// The call never blocks, so it does not tell the scheduler (RawSyscall):
+// the worker keeps its P.
+func (w *udpWorker) recv(uintptr) bool {
+	w.recvCalls++
+	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(w.l.fd), uintptr(unsafe.Pointer(&w.in[0])),
+		uintptr(len(w.in)), 0, 0, 0)
+	w.recvN, w.recvErr = int(r), e
+	// A shut-down socket reads EAGAIN when non-blocking: Close sets
+	// closed before shutdown, whose wake-up brings the worker back here.
+	return e != unix.EAGAIN || w.l.closed.Load()
 }
 
 var clockBase = time.Now()
@@ -476,6 +600,16 @@ func (o *Out) Send(b []byte, dst netip.AddrPort) {
 	o.n++
 }
 
+// send is one non-blocking sendmmsg of the batch from w.sendFrom; it
+// reports false when the socket's send buffer is full.
+func (w *udpWorker) send(uintptr) bool {
+	o := &w.out
+	r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(w.l.fd), uintptr(unsafe.Pointer(&o.msgs[w.sendFrom])),
+		uintptr(o.n-w.sendFrom), 0, 0, 0)
+	w.sendN, w.sendErr = int(r), e
+	return e != unix.EAGAIN
+}
+
 // Local returns the address of the listener the worker serves.
 func (o *Out) Local() netip.AddrPort { return o.local }
 
@@ -488,12 +622,19 @@ func (o *Out) flush() {
 		return
 	}
 	l := o.w.l
+	w := o.w
 	sent, tries := 0, 1
 	for sent < o.n {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(l.fd), uintptr(unsafe.Pointer(&o.msgs[sent])),
-			uintptr(o.n-sent), 0, 0, 0)
+		w.sendFrom = sent
+		if w.send(0); w.sendErr == unix.EAGAIN {
+			// The send buffer is full: wait until it drains.
+			if l.raw.Write(w.sendFn) != nil {
+				break // closed
+			}
+		}
+		r, e := w.sendN, w.sendErr
 		if e != 0 {
-			if e == unix.EINTR || e == unix.EAGAIN {
+			if e == unix.EINTR {
 				continue
 			}
 			// The datagram at the head failed. With an ICMP errno the
@@ -518,7 +659,7 @@ func (o *Out) flush() {
 		if r > 0 {
 			tries = 1
 		}
-		sent += int(r)
+		sent += r
 		o.w.stats.sent.Add(uint64(r))
 	}
 	o.n = 0

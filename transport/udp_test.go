@@ -210,3 +210,87 @@ func TestNoAllocPerPacket(t *testing.T) {
 		t.Fatalf("%.2f allocations per datagram round trip", per)
 	}
 }
+
+// TestLingerBackoff checks the linger's back-off: after a linger that found
+// the socket empty the listener skips 1, 3, 7 … (at most maxLingerSkip)
+// lingers, and lingers again as soon as one finds datagrams.
+func TestLingerBackoff(t *testing.T) {
+	var l UDPListener
+	for _, want := range []int{1, 3, 7, 15, 31, 63, 63} {
+		if !l.lingerAllowed() {
+			t.Fatalf("linger not allowed before a miss (skip %d)", l.lingerSkip)
+		}
+		l.lingerResult(false)
+		for i := 0; i < want; i++ {
+			if l.lingerAllowed() {
+				t.Fatalf("linger allowed %d batches after a miss, want %d skipped", i, want)
+			}
+		}
+	}
+	l.lingerAllowed()
+	l.lingerResult(true)
+	if !l.lingerAllowed() || !l.lingerAllowed() {
+		t.Fatal("a linger that found datagrams did not re-enable lingering")
+	}
+}
+
+// holdEcho echoes datagrams; on "hold" it first signals held and waits
+// for release, so that datagrams sent meanwhile queue up on the socket.
+type holdEcho struct {
+	held, release chan struct{}
+}
+
+func (h holdEcho) HandlePacket(data []byte, src netip.AddrPort, out *Out) {
+	if string(data) == "hold" {
+		h.held <- struct{}{}
+		<-h.release
+	}
+	out.Send(append(out.Buffer(), data...), src)
+}
+
+// TestBurstsStopLinger sends bursts that reach the worker whole (queued
+// while it is busy, as from a peer that sends what it has every few
+// milliseconds) far enough apart that a linger after each burst ends on an
+// empty socket, and checks that the listener stopped lingering while every
+// datagram was still answered.
+func TestBurstsStopLinger(t *testing.T) {
+	h := holdEcho{held: make(chan struct{}), release: make(chan struct{})}
+	l, err := ListenUDP(UDPConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Workers: 1},
+		func(int) Handler { return h })
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Start()
+	defer l.Close()
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(l.LocalAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const bursts, size = 12, 5
+	buf := make([]byte, 64)
+	for b := 0; b < bursts; b++ {
+		c.Write([]byte("hold"))
+		select {
+		case <-h.held:
+		case <-time.After(2 * time.Second):
+			t.Fatalf("burst %d: the worker did not take the hold datagram", b)
+		}
+		for i := 0; i < size; i++ {
+			c.Write([]byte("x"))
+		}
+		time.Sleep(time.Millisecond) // the burst is queued on the socket
+		h.release <- struct{}{}
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		for i := 0; i < size+1; i++ {
+			if _, err := c.Read(buf); err != nil {
+				t.Fatalf("burst %d: %v", b, err)
+			}
+		}
+		time.Sleep(10 * time.Millisecond) // well past the 2 ms linger
+	}
+	l.Close() // the worker's state is read after it stopped
+	if l.lingerSkip < 7 {
+		t.Fatalf("lingerSkip = %d after %d bursts, want >= 7 (lingering kept missing)", l.lingerSkip, bursts)
+	}
+}

@@ -220,7 +220,7 @@ func addListenFlags(fs *flag.FlagSet) *listenFlags {
 	})
 	fs.StringVar(&lf.cert, "tls-cert", "", "PEM certificate file for tls and wss listeners")
 	fs.StringVar(&lf.key, "tls-key", "", "PEM private key file for tls and wss listeners")
-	lf.workers = fs.Int("workers", 0, "UDP receiving workers per socket and stream handler workers (default: number of CPUs)")
+	lf.workers = fs.Int("workers", 0, "UDP receiving workers per socket (default 1) and stream handler workers (default: number of CPUs)")
 	return lf
 }
 

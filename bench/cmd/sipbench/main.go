@@ -54,6 +54,43 @@ type config struct {
 	maxFailed    int64
 	pause        time.Duration
 	users        int
+	variants     variantFlag
+}
+
+// variantFlag collects -variant NAME:VAR=V[,VAR=V]: an extra velox row
+// named velox-NAME, run with those environment variables (for comparing
+// transport settings side by side in one run).
+type variantFlag []string
+
+func (v *variantFlag) String() string { return strings.Join(*v, " ") }
+func (v *variantFlag) Set(s string) error {
+	name, envs, ok := strings.Cut(s, ":")
+	if !ok || name == "" || envs == "" {
+		return fmt.Errorf("want NAME:VAR=V[,VAR=V], got %q", s)
+	}
+	*v = append(*v, s)
+	return nil
+}
+
+// withVariants appends a copy of the velox server per variant.
+func withVariants(all []Server, variants variantFlag) []Server {
+	for _, spec := range variants {
+		name, envs, _ := strings.Cut(spec, ":")
+		for _, s := range all {
+			if s.Kind != "velox" || s.Name != "velox" {
+				continue
+			}
+			v := s
+			v.Name = "velox-" + name
+			v.Command = "env"
+			v.Args = append(strings.Split(envs, ","), append([]string{s.Command}, s.Args...)...)
+			if s.Command == "" {
+				v.Command = ""
+			}
+			all = append(all, v)
+		}
+	}
+	return all
 }
 
 // runResult is one measured run of one server.
@@ -96,6 +133,7 @@ func main() {
 	flag.Int64Var(&c.maxFailed, "max-failed", -1, "exit 1 if any run has more failed calls than this (-1: never)")
 	flag.DurationVar(&c.pause, "pause", time.Second, "idle time between runs")
 	flag.IntVar(&c.users, "users", 0, "subscribers of the register-auth suite, imported into both servers (default: -calls, so that every call of a run is a different user)")
+	flag.Var(&c.variants, "variant", "extra velox row velox-NAME run with environment variables, NAME:VAR=V[,VAR=V] (repeatable)")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "sipbench:", err)
@@ -141,7 +179,7 @@ func run(c config) error {
 		env.Users = c.calls
 	}
 	env.Kamailio, _ = exec.LookPath("kamailio")
-	all := suite.Servers(Env{Root: root, Listen: env.Listen, To: env.To})
+	all := withVariants(suite.Servers(Env{Root: root, Listen: env.Listen, To: env.To}), c.variants)
 	var selected []string
 	if c.servers == "" {
 		for _, s := range all {
@@ -171,7 +209,7 @@ func run(c config) error {
 	}
 	var servers []Server
 	var notes []string
-	for _, s := range suite.Servers(env) {
+	for _, s := range withVariants(suite.Servers(env), c.variants) {
 		if !slices.Contains(selected, s.Name) {
 			continue
 		}
