@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/veloxsip/velox/sip"
@@ -98,7 +99,7 @@ type branch struct {
 // Every field is guarded by the lock of the cell's bucket.
 type cell struct {
 	next   *cell
-	bucket uint32
+	bucket atomic.Uint32 // written only while the cell is in no bucket (alloc)
 	label  uint32
 	hash   uint64
 	key    []byte

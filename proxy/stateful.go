@@ -219,7 +219,7 @@ func (t *txTable) startDests(cl *cell, out Sender, m *sip.Message, c *Context, s
 			m.SetRequestURI(tg.uri)
 		}
 		var bb [64]byte
-		c.addVia(oli, appendBranchID(bb[:0], cl.loop, cl.bucket, cl.label, i))
+		c.addVia(oli, appendBranchID(bb[:0], cl.loop, cl.bucket.Load(), cl.label, i))
 		if len(tg.route) > 0 {
 			m.InsertHeaderFirst(tg.route)
 		}
@@ -721,9 +721,13 @@ func mergeChallenges(dst, src []byte, cl *cell) []byte {
 func (tw *timerWorker) fire(f txn.Fired) {
 	t := tw.tt
 	cl := f.Owner.(*cell)
-	b := &t.buckets[cl.bucket]
+	bi := cl.bucket.Load()
+	b := &t.buckets[bi]
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if cl.bucket.Load() != bi {
+		return // released and recycled into another bucket: a stale timer
+	}
 	defer tw.recover()
 	kind, i := f.Kind&0xf0, int(f.Kind&0x0f)
 	switch kind {

@@ -60,19 +60,13 @@ type Conn interface {
 	WriteTo(b []byte, dst netip.AddrPort) error
 }
 
-// txBucket is one slot of the transaction table: a chain of cells, a few
-// recycled cells, and the lock that guards them. A cell never changes
-// bucket, so a timer that fires for a recycled cell still takes the right
-// lock and finds a changed timer sequence.
+// txBucket is one slot of the transaction table: a chain of cells and the
+// lock that guards them.
 type txBucket struct {
 	mu    sync.Mutex
 	head  *cell
-	free  *cell
-	nfree int
 	label uint32
 }
-
-const maxFreeCells = 2
 
 // txTable is the transaction table and timer machinery of a Server.
 type txTable struct {
@@ -80,6 +74,7 @@ type txTable struct {
 	opt     StatefulOptions
 	t       txn.Timing
 	buckets []txBucket // allocated by the first relay (init)
+	cells   sync.Pool  // released cells (*cell), reused by alloc
 	mask    uint32
 	ready   atomic.Bool
 	initMu  sync.Once
@@ -203,17 +198,20 @@ func (b *txBucket) findLabel(label uint32) *cell {
 }
 
 // alloc returns a cell for bucket bi, recycled when possible, linked in.
+//
+// Released cells go to a pool shared by all buckets (per-bucket free lists
+// were almost always empty: a new transaction rarely lands in the bucket
+// a recent one left), so a recycled cell may change bucket. A timer that
+// fires for it afterwards finds that out under the lock it took (fire).
 func (t *txTable) alloc(b *txBucket, bi uint32) *cell {
-	c := b.free
-	if c != nil {
-		b.free = c.next
-		b.nfree--
-		c.next = nil
-	} else {
-		c = &cell{bucket: bi}
+	c, _ := t.cells.Get().(*cell)
+	if c == nil {
+		c = &cell{}
 		c.tRetr.Owner, c.tWait.Owner = c, c
 		c.tRetr.Kind, c.tWait.Kind = kSrvRetr, kSrvWait
 	}
+	c.next = nil
+	c.bucket.Store(bi)
 	b.label++
 	c.label = b.label
 	c.next = b.head
@@ -234,13 +232,8 @@ func (t *txTable) release(b *txBucket, c *cell, st *WorkerStats) {
 	c.stopTimers()
 	c.clear()
 	st.Released.Add(1)
-	if b.nfree < maxFreeCells {
-		c.next = b.free
-		b.free = c
-		b.nfree++
-	} else {
-		c.next = nil
-	}
+	c.next = nil
+	t.cells.Put(c)
 }
 
 // msgBuf is a pooled byte buffer for stored messages.
