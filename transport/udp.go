@@ -98,18 +98,15 @@ type UDPListener struct {
 	// a worker must drain the error queue (unreachable.go).
 	errPending atomic.Bool
 	wg         sync.WaitGroup
-	sendMu     sync.Mutex    // serialises WriteTo's scratch address
-	turn       chan struct{} // the token of the worker reading, handling and sending
-	nextRead   int64         // coalescing deadline shared by ordered workers (under turn)
-	// lingerSkip batches are read without lingering after a linger found
-	// the socket empty (lingerAllowed); lingerSkipped counts them.
-	lingerSkip, lingerSkipped int
-	sendSA                    unix.RawSockaddrInet6 // WriteTo's destination (under sendMu), and:
-	sendSALen                 uint32
-	sendBuf                   []byte
-	sendErr                   syscall.Errno
-	sendToFn                  func(uintptr) bool // l.sendTo, made once
-	plain                     *net.UDPConn       // Mode "plain" only
+	sendMu     sync.Mutex            // serialises WriteTo's scratch address
+	turn       chan struct{}         // the token of the worker reading, handling and sending
+	linger     linger                // shared by ordered workers (under turn)
+	sendSA     unix.RawSockaddrInet6 // WriteTo's destination (under sendMu), and:
+	sendSALen  uint32
+	sendBuf    []byte
+	sendErr    syscall.Errno
+	sendToFn   func(uintptr) bool // l.sendTo, made once
+	plain      *net.UDPConn       // Mode "plain" only
 	// pollFile is a dup of fd registered with Go's netpoller: a worker
 	// that finds the socket empty waits in raw.Read (parked, no thread).
 	pollFile *os.File
@@ -348,8 +345,8 @@ type udpWorker struct {
 	inBufs [][]byte
 	out    Out
 	errq   errQueue
-	// nextRead is the coalescing deadline of an unordered worker.
-	nextRead int64
+	// linger is the coalescing state of an unordered worker.
+	linger linger
 	// recvFn is w.recv as a func value made once (a closure passed to
 	// RawConn.Read per read would be allocated each time).
 	recvFn          func(uintptr) bool
@@ -394,9 +391,9 @@ func (w *udpWorker) run() {
 	// workers. The next read waits until nextRead: after a short batch the
 	// listener lingers so that the next read finds more datagrams.
 	ordered := len(l.workers) > 1 && !l.cfg.Unordered
-	nextRead := &w.nextRead
+	lg := &w.linger
 	if ordered {
-		nextRead = &l.nextRead
+		lg = &l.linger
 	}
 	held := false
 	var heldSince int64
@@ -420,7 +417,7 @@ func (w *udpWorker) run() {
 			}
 			held, heldSince = true, nanotime()
 		}
-		n := w.readBatch(nextRead)
+		n := w.readBatch(lg)
 		if n > 0 {
 			for i := 0; i < n; i++ {
 				src := rawToAddrPort(&w.inAddr[i])
@@ -432,9 +429,9 @@ func (w *udpWorker) run() {
 			}
 			w.out.flush()
 			w.checkErrors()
-			*nextRead = 0
-			if l.cfg.Linger > 0 && n < len(w.in)/2 && l.lingerAllowed() {
-				*nextRead = nanotime() + int64(l.cfg.Linger)
+			lg.next = 0
+			if l.cfg.Linger > 0 && n < len(w.in)/2 && lg.allowed() {
+				lg.next = nanotime() + int64(l.cfg.Linger)
 			}
 		}
 		// Keep the turn for a time slice: passing it costs two thread
@@ -454,12 +451,12 @@ func (w *udpWorker) run() {
 // readBatch waits for the coalescing deadline, then receives up to a batch
 // of datagrams, waiting in the netpoller for the first. It returns 0 on
 // errors and close.
-func (w *udpWorker) readBatch(nextRead *int64) int {
+func (w *udpWorker) readBatch(lg *linger) int {
 	for i := range w.in {
 		w.in[i].hdr.Namelen = uint32(unsafe.Sizeof(w.inAddr[i]))
 	}
 	w.recvCalls = 0
-	if d := *nextRead - nanotime(); d > 0 {
+	if d := lg.next - nanotime(); d > 0 {
 		// Linger only when the socket is empty: what is queued already
 		// needs no waiting, and a linger that then finds datagrams has
 		// saved a wake-up.
@@ -469,7 +466,7 @@ func (w *udpWorker) readBatch(nextRead *int64) int {
 			if w.l.raw.Read(w.recvFn) != nil {
 				return 0 // closed
 			}
-			w.l.lingerResult(w.recvCalls == 1)
+			lg.result(w.recvCalls == 1)
 		}
 	} else if w.l.raw.Read(w.recvFn) != nil {
 		return 0 // closed
@@ -488,36 +485,43 @@ func (w *udpWorker) readBatch(nextRead *int64) int {
 	}
 	if r > 0 {
 		w.stats.batches.Add(1)
-		if r == len(w.in) && w.l.lingerSkip > 0 {
-			w.l.lingerSkip = 0 // a full batch: the socket is busy, linger again
+		if r == len(w.in) {
+			lg.skip = 0 // a full batch: the socket is busy, linger again
 		}
 		w.stats.received.Add(uint64(r))
 	}
 	return r
 }
 
-// lingerAllowed reports whether the next read may linger. A linger that
-// ends on an empty socket costs a wake-up instead of saving one: traffic
-// that comes in bursts (a peer that sends every few milliseconds what it
-// has) is already batched by its sender. After such a miss the listener
-// reads without lingering for 1, 3, 7 … up to 63 batches, then tries again.
-// Called under the turn (ordered workers) or racily (unordered), which at
-// worst lingers once more or less.
-func (l *UDPListener) lingerAllowed() bool {
-	if l.lingerSkip > l.lingerSkipped {
-		l.lingerSkipped++
+// linger is the coalescing state of a reader: the listener's for ordered
+// workers (used under the turn), each worker's own when unordered.
+type linger struct {
+	next int64 // the next read waits until then (nanotime)
+	// skip batches are read without lingering after a linger found the
+	// socket empty (allowed); skipped counts them.
+	skip, skipped int
+}
+
+// allowed reports whether the next read may linger. A linger that ends on
+// an empty socket costs a wake-up instead of saving one: traffic that comes
+// in bursts (a peer that sends every few milliseconds what it has) is
+// already batched by its sender. After such a miss the reader reads
+// without lingering for 1, 3, 7 … up to 63 batches, then tries again.
+func (lg *linger) allowed() bool {
+	if lg.skip > lg.skipped {
+		lg.skipped++
 		return false
 	}
 	return true
 }
 
-// lingerResult records whether the socket had datagrams when a linger ended.
-func (l *UDPListener) lingerResult(found bool) {
-	l.lingerSkipped = 0
+// result records whether the socket had datagrams when a linger ended.
+func (lg *linger) result(found bool) {
+	lg.skipped = 0
 	if found {
-		l.lingerSkip = 0
-	} else if l.lingerSkip < maxLingerSkip {
-		l.lingerSkip = 2*l.lingerSkip + 1
+		lg.skip = 0
+	} else if lg.skip < maxLingerSkip {
+		lg.skip = 2*lg.skip + 1
 	}
 }
 

@@ -215,21 +215,21 @@ func TestNoAllocPerPacket(t *testing.T) {
 // the socket empty the listener skips 1, 3, 7 … (at most maxLingerSkip)
 // lingers, and lingers again as soon as one finds datagrams.
 func TestLingerBackoff(t *testing.T) {
-	var l UDPListener
+	var l linger
 	for _, want := range []int{1, 3, 7, 15, 31, 63, 63} {
-		if !l.lingerAllowed() {
-			t.Fatalf("linger not allowed before a miss (skip %d)", l.lingerSkip)
+		if !l.allowed() {
+			t.Fatalf("linger not allowed before a miss (skip %d)", l.skip)
 		}
-		l.lingerResult(false)
+		l.result(false)
 		for i := 0; i < want; i++ {
-			if l.lingerAllowed() {
+			if l.allowed() {
 				t.Fatalf("linger allowed %d batches after a miss, want %d skipped", i, want)
 			}
 		}
 	}
-	l.lingerAllowed()
-	l.lingerResult(true)
-	if !l.lingerAllowed() || !l.lingerAllowed() {
+	l.allowed()
+	l.result(true)
+	if !l.allowed() || !l.allowed() {
 		t.Fatal("a linger that found datagrams did not re-enable lingering")
 	}
 }
@@ -290,7 +290,7 @@ func TestBurstsStopLinger(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // well past the 2 ms linger
 	}
 	l.Close() // the worker's state is read after it stopped
-	if l.lingerSkip < 7 {
-		t.Fatalf("lingerSkip = %d after %d bursts, want >= 7 (lingering kept missing)", l.lingerSkip, bursts)
+	if l.linger.skip < 7 {
+		t.Fatalf("linger.skip = %d after %d bursts, want >= 7 (lingering kept missing)", l.linger.skip, bursts)
 	}
 }
