@@ -345,7 +345,7 @@ type udpWorker struct {
 	inBufs [][]byte
 	out    Out
 	errq   errQueue
-	// linger is the coalescing state of an unordered worker.
+	// linger is the coalescing state of an unordered worker (one of several).
 	linger linger
 	// recvFn is w.recv as a func value made once (a closure passed to
 	// RawConn.Read per read would be allocated each time).
@@ -391,9 +391,9 @@ func (w *udpWorker) run() {
 	// workers. The next read waits until nextRead: after a short batch the
 	// listener lingers so that the next read finds more datagrams.
 	ordered := len(l.workers) > 1 && !l.cfg.Unordered
-	lg := &w.linger
-	if ordered {
-		lg = &l.linger
+	lg := &l.linger
+	if len(l.workers) > 1 && !ordered {
+		lg = &w.linger
 	}
 	held := false
 	var heldSince int64
