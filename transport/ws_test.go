@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -347,4 +348,53 @@ func BenchmarkWSEcho(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzWSFrames writes arbitrary bytes to a WebSocket connection after a
+// valid upgrade. The server must never hand its handler a message over
+// MaxMessage, must answer or close without hanging, and must drop the
+// connection once the client is gone.
+func FuzzWSFrames(f *testing.F) {
+	const maxMessage = 2000
+	masked := func(op ws.OpCode, fin bool, p string) []byte {
+		var b bytes.Buffer
+		ws.WriteFrame(&b, ws.MaskFrameInPlace(ws.NewFrame(op, fin, []byte(p))))
+		return b.Bytes()
+	}
+	m := sipMsg("fz", "hello")
+	f.Add(masked(ws.OpText, true, m))
+	f.Add(append(masked(ws.OpText, false, m[:7]), masked(ws.OpContinuation, true, m[7:])...))
+	f.Add(append(masked(ws.OpPing, true, "p"), masked(ws.OpBinary, true, m)...))
+	f.Add(masked(ws.OpClose, true, "\x03\xe8"))
+	f.Add(masked(ws.OpText, true, strings.Repeat("x", maxMessage+1)))
+	f.Add([]byte{0x81, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4}) // 2^63-1 bytes
+	f.Add([]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'})                                    // unmasked
+	f.Add([]byte{0x8f, 0x80, 0, 0, 0, 0})                                                 // unknown opcode
+
+	var biggest atomic.Int64
+	h := newTestHandler()
+	h.f = func(data []byte, src netip.AddrPort, out *StreamOut) {
+		if n := int64(len(data)); n > biggest.Load() {
+			biggest.Store(n)
+		}
+		out.Send(append(out.Buffer(), data...), src)
+	}
+	s := startStreams(f, StreamsOptions{MaxMessage: maxMessage, Workers: 1}, h)
+	l := listenWS(f, s, WS, nil)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, _, err := dialWS(t, l, []string{"sip"}, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		c.Write(data)
+		// Read whatever the server answers until it closes or goes quiet.
+		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		io.Copy(io.Discard, c)
+		c.Close()
+		if b := biggest.Load(); b > maxMessage {
+			t.Fatalf("handler got a %d-byte message, limit %d", b, maxMessage)
+		}
+		waitFor(t, "the connection dropped", func() bool { return s.Stats().Open == 0 })
+	})
 }
