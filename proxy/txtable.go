@@ -210,7 +210,6 @@ func (t *txTable) alloc(b *txBucket, bi uint32) *cell {
 		c.tRetr.Owner, c.tWait.Owner = c, c
 		c.tRetr.Kind, c.tWait.Kind = kSrvRetr, kSrvWait
 	}
-	c.next = nil
 	c.bucket.Store(bi)
 	b.label++
 	c.label = b.label

@@ -100,7 +100,7 @@ type UDPListener struct {
 	wg         sync.WaitGroup
 	sendMu     sync.Mutex            // serialises WriteTo's scratch address
 	turn       chan struct{}         // the token of the worker reading, handling and sending
-	linger     linger                // shared by ordered workers (under turn)
+	linger     linger                // of the only worker, or shared by ordered workers (under turn)
 	sendSA     unix.RawSockaddrInet6 // WriteTo's destination (under sendMu), and:
 	sendSALen  uint32
 	sendBuf    []byte
@@ -388,11 +388,12 @@ func (w *udpWorker) run() {
 	// With several workers, one at a time reads, handles and sends a
 	// batch (holding l.turn), so messages leave in the order they came in
 	// (a 180 never overtakes its 200) while the batches spread over all
-	// workers. The next read waits until nextRead: after a short batch the
-	// listener lingers so that the next read finds more datagrams.
+	// workers. After a short batch the reader lingers so that the next
+	// read finds more datagrams (lg: the listener's state, or the
+	// worker's own when unordered workers read in parallel).
 	ordered := len(l.workers) > 1 && !l.cfg.Unordered
 	lg := &l.linger
-	if len(l.workers) > 1 && !ordered {
+	if len(l.workers) > 1 && l.cfg.Unordered {
 		lg = &w.linger
 	}
 	held := false
@@ -493,8 +494,9 @@ func (w *udpWorker) readBatch(lg *linger) int {
 	return r
 }
 
-// linger is the coalescing state of a reader: the listener's for ordered
-// workers (used under the turn), each worker's own when unordered.
+// linger is the coalescing state of a reader: the listener's for a single
+// worker or ordered ones (used under the turn), each worker's own when
+// unordered workers read in parallel.
 type linger struct {
 	next int64 // the next read waits until then (nanotime)
 	// skip batches are read without lingering after a linger found the

@@ -34,6 +34,25 @@ func listen(t *testing.T, addr string, cfg UDPConfig) *UDPListener {
 	return l
 }
 
+// listenLoopback runs a one-worker listener on 127.0.0.1 with handler h
+// and returns it with a client connected to it, both closed at the end of
+// the test.
+func listenLoopback(t *testing.T, h Handler) (*UDPListener, *net.UDPConn) {
+	t.Helper()
+	l, err := ListenUDP(UDPConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Workers: 1}, func(int) Handler { return h })
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Start()
+	t.Cleanup(func() { l.Close() })
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(l.LocalAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return l, c
+}
+
 func roundTrip(t *testing.T, l *UDPListener, network string, payload string) {
 	t.Helper()
 	c, err := net.DialUDP(network, nil, net.UDPAddrFromAddrPort(l.LocalAddr()))
@@ -176,17 +195,7 @@ func TestWriteTo(t *testing.T) {
 // process allocated (almost) nothing per datagram.
 func TestNoAllocPerPacket(t *testing.T) {
 	var count atomic.Int64
-	l, err := ListenUDP(UDPConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Workers: 1}, func(int) Handler { return echo{n: &count} })
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Start()
-	defer l.Close()
-	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(l.LocalAddr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c := listenLoopback(t, echo{n: &count})
 	buf := make([]byte, 64)
 	msg := []byte("OPTIONS sip:x SIP/2.0\r\n\r\n")
 	exchange := func(k int) {
@@ -255,18 +264,7 @@ func (h holdEcho) HandlePacket(data []byte, src netip.AddrPort, out *Out) {
 // datagram was still answered.
 func TestBurstsStopLinger(t *testing.T) {
 	h := holdEcho{held: make(chan struct{}), release: make(chan struct{})}
-	l, err := ListenUDP(UDPConfig{Addr: netip.MustParseAddrPort("127.0.0.1:0"), Workers: 1},
-		func(int) Handler { return h })
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Start()
-	defer l.Close()
-	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(l.LocalAddr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	l, c := listenLoopback(t, h)
 	const bursts, size = 12, 5
 	buf := make([]byte, 64)
 	for b := 0; b < bursts; b++ {
