@@ -214,8 +214,8 @@ func (t *Table) Now() time.Time { return t.opt.Clock() }
 // Options returns the options in effect (defaults filled in).
 func (t *Table) Options() Options { return t.opt }
 
-// Start runs one timer goroutine per wheel, which expires bindings every
-// txn.Tick (25 ms).
+// Start runs one timer goroutine per wheel, which expires bindings within
+// txn.Tick (25 ms) of their time and sleeps while none is due.
 func (t *Table) Start() {
 	t.startOnce.Do(func() {
 		for _, w := range t.wheels {

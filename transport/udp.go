@@ -427,6 +427,14 @@ func (w *udpWorker) run() {
 					continue
 				}
 				w.h.HandlePacket(w.inBufs[i][:w.in[i].n], src, &w.out)
+				if i == 0 && n > 1 && w.out.n > 0 {
+					// The first answer of a batch leaves at once. Its
+					// peer, woken now, waits runnable until this worker
+					// is done, and the rest of the batch finds it
+					// awake; woken by the batch's sendmmsg instead, it
+					// preempts the worker for each datagram it reads.
+					w.out.flush()
+				}
 			}
 			w.out.flush()
 			w.checkErrors()

@@ -250,11 +250,47 @@ type holdEcho struct {
 }
 
 func (h holdEcho) HandlePacket(data []byte, src netip.AddrPort, out *Out) {
-	if string(data) == "hold" {
+	switch string(data) {
+	case "hold":
 		h.held <- struct{}{}
 		<-h.release
+	case "wait": // waits for release, at most 3 s
+		select {
+		case <-h.release:
+		case <-time.After(3 * time.Second):
+		}
 	}
 	out.Send(append(out.Buffer(), data...), src)
+}
+
+// TestFirstAnswerOfBatchLeavesAtOnce queues "first" and "wait" while the
+// worker is held, so that they make one batch, and checks that the answer
+// to "first" arrives while the worker is still handling "wait".
+func TestFirstAnswerOfBatchLeavesAtOnce(t *testing.T) {
+	h := holdEcho{held: make(chan struct{}), release: make(chan struct{})}
+	_, c := listenLoopback(t, h)
+	c.Write([]byte("hold"))
+	select {
+	case <-h.held:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the worker did not take the hold datagram")
+	}
+	c.Write([]byte("first"))
+	c.Write([]byte("wait"))
+	time.Sleep(time.Millisecond) // both are queued on the socket
+	h.release <- struct{}{}
+	buf := make([]byte, 64)
+	c.SetDeadline(time.Now().Add(time.Second))
+	for _, want := range []string{"hold", "first"} {
+		n, err := c.Read(buf)
+		if err != nil || string(buf[:n]) != want {
+			t.Fatalf("read %q, %v; want %q before the batch's last datagram is handled", buf[:n], err, want)
+		}
+	}
+	h.release <- struct{}{}
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "wait" {
+		t.Fatalf("read %q, %v; want wait", buf[:n], err)
+	}
 }
 
 // TestBurstsStopLinger sends bursts that reach the worker whole (queued

@@ -5,6 +5,8 @@
 package txn
 
 import (
+	"math"
+	"math/bits"
 	"sync"
 	"time"
 )
@@ -41,14 +43,19 @@ var clockBase = time.Now()
 // SystemClock is the monotonic time since the process started.
 func SystemClock() int64 { return int64(time.Since(clockBase)) }
 
-// Tick is the wheel's resolution: 40 wake-ups a second, fine enough for
-// T1 = 500 ms and cheap when idle (Kamailio's timer ticks at 62.5 ms).
+// Tick is the wheel's resolution: a timer fires within one Tick after it
+// is due. Fine enough for T1 = 500 ms (Kamailio's timer ticks at 62.5 ms).
 const Tick = 25 * time.Millisecond
 
-// wheelSlots is the number of slots: one turn of the wheel is
-// wheelSlots*Tick (102.4 s); a longer timer stays in its slot and is
-// skipped until a later turn reaches its time.
+// wheelSlots is the number of near slots, one per Tick of the current turn
+// of the wheel (wheelSlots*Tick = 102.4 s). A timer due in a later turn
+// waits in a far slot, one per turn (hashed over farSlots turns), and moves
+// to its near slot when its turn begins.
 const wheelSlots = 4096
+
+// farSlots is the number of far slots: a timer more than farSlots turns
+// ahead (1.8 h) stays in its far slot and is passed over until its turn.
+const farSlots = 64
 
 // Timer is an entry of a Wheel, embedded in the object it belongs to. The
 // owner arms and stops it while holding the lock that guards the owner;
@@ -63,6 +70,8 @@ type Timer struct {
 	Owner any
 	Kind  uint8
 	armed bool
+	far   bool   // in w.far, else in w.near
+	slot  uint16 // index in w.near or w.far
 }
 
 // Fired is one expired timer handed to the wheel's callback.
@@ -72,16 +81,31 @@ type Fired struct {
 	Seq   uint32
 }
 
-// Wheel is a hashed timing wheel. Start and Stop are O(1); Advance visits
-// only the slots whose time has come. One mutex per wheel: a server runs a
-// few wheels (one per timer worker) and spreads its transactions over them.
+// Wheel is a hashed timing wheel of two levels. Start and Stop are O(1);
+// Advance visits only the near slots whose time has come, and a far slot
+// once per turn. One mutex per wheel: a server runs a few wheels (one per
+// timer worker) and spreads its timers over them.
+//
+// Run does not tick while nothing is due: it sleeps until the next
+// non-empty near slot (a bitmap finds it) or the next turn when timers wait
+// in far slots, and Start wakes it for a timer due earlier. An idle server,
+// or a registrar whose bindings expire in an hour, does not wake 40 times
+// a second per wheel.
 type Wheel struct {
-	mu    sync.Mutex
-	slots [wheelSlots]Timer // list heads (sentinels)
-	now   int64             // time up to which slots were visited
-	clock Clock
-	fired []Fired
-	n     int
+	mu       sync.Mutex
+	near     [wheelSlots]Timer // list heads (sentinels)
+	far      [farSlots]Timer
+	nonEmpty [wheelSlots / 64]uint64 // bit per non-empty near slot
+	nFar     int
+	now      int64 // time up to which slots were visited
+	clock    Clock
+	fired    []Fired
+	n        int
+	// wakeAt is when Run's goroutine next advances the wheel (0: it is
+	// advancing, or not running); Start signals wake for an earlier need.
+	wakeAt   int64
+	wake     chan struct{}
+	advances int // Advance calls that visited slots (tests)
 }
 
 // NewWheel returns a wheel reading the given clock (nil: SystemClock).
@@ -89,9 +113,13 @@ func NewWheel(clock Clock) *Wheel {
 	if clock == nil {
 		clock = SystemClock
 	}
-	w := &Wheel{clock: clock}
-	for i := range w.slots {
-		s := &w.slots[i]
+	w := &Wheel{clock: clock, wake: make(chan struct{}, 1)}
+	for i := range w.near {
+		s := &w.near[i]
+		s.next, s.prev = s, s
+	}
+	for i := range w.far {
+		s := &w.far[i]
 		s.next, s.prev = s, s
 	}
 	w.now = clock()
@@ -108,8 +136,6 @@ func (w *Wheel) Len() int {
 	return w.n
 }
 
-func slotOf(when int64) int { return int(uint64(when/int64(Tick)) % wheelSlots) }
-
 // Start arms t to fire after d (re-arming it if it was armed). The caller
 // holds the lock of t's owner.
 func (w *Wheel) Start(t *Timer, d time.Duration) {
@@ -117,18 +143,20 @@ func (w *Wheel) Start(t *Timer, d time.Duration) {
 	w.mu.Lock()
 	if t.armed {
 		w.unlink(t)
+		w.n--
 	}
 	t.Seq++
 	t.when = when
-	if when < w.now {
-		when = w.now // already due: the next Advance fires it
-	}
-	s := &w.slots[slotOf(when)]
-	t.prev, t.next = s.prev, s
-	s.prev.next = t
-	s.prev = t
-	t.armed = true
+	need := w.link(t, w.now/int64(Tick))
 	w.n++
+	if need < w.wakeAt {
+		// Run sleeps past this timer's time: wake it to plan again.
+		w.wakeAt = need
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
 	w.mu.Unlock()
 }
 
@@ -138,16 +166,48 @@ func (w *Wheel) Stop(t *Timer) {
 	t.Seq++
 	if t.armed {
 		w.unlink(t)
+		w.n--
 	}
 	w.mu.Unlock()
 }
 
+// link puts t in the near slot of its tick (not before minTick, the tick
+// being visited) when that tick is in minTick's turn, else in the far slot
+// of its turn. It returns when the wheel must next be advanced for t: the
+// end of its tick, or the start of the next turn for a far timer.
+func (w *Wheel) link(t *Timer, minTick int64) int64 {
+	tick := max(t.when/int64(Tick), minTick)
+	var s *Timer
+	var need int64
+	if turn := minTick / wheelSlots; tick/wheelSlots == turn {
+		i := tick % wheelSlots
+		s, t.far, t.slot = &w.near[i], false, uint16(i)
+		w.nonEmpty[i/64] |= 1 << (i % 64)
+		need = (tick + 1) * int64(Tick)
+	} else {
+		i := (tick / wheelSlots) % farSlots
+		s, t.far, t.slot = &w.far[i], true, uint16(i)
+		w.nFar++
+		need = (turn + 1) * wheelSlots * int64(Tick)
+	}
+	t.prev, t.next = s.prev, s
+	s.prev.next = t
+	s.prev = t
+	t.armed = true
+	return need
+}
+
+// unlink takes t out of its slot (w.n is the caller's).
 func (w *Wheel) unlink(t *Timer) {
 	t.prev.next = t.next
 	t.next.prev = t.prev
 	t.next, t.prev = nil, nil
 	t.armed = false
-	w.n--
+	if t.far {
+		w.nFar--
+	} else if s := &w.near[t.slot]; s.next == s {
+		w.nonEmpty[t.slot/64] &^= 1 << (t.slot % 64)
+	}
 }
 
 // Advance fires every timer due by the clock's current time: it collects
@@ -157,24 +217,35 @@ func (w *Wheel) unlink(t *Timer) {
 func (w *Wheel) Advance(fire func(Fired)) {
 	now := w.clock()
 	w.mu.Lock()
+	w.advances++
 	fired := w.fired[:0]
 	from := w.now / int64(Tick)
 	to := now / int64(Tick)
 	if to-from >= wheelSlots {
-		from = to - wheelSlots + 1
-	}
-	for tick := from; tick <= to; tick++ {
-		s := &w.slots[uint64(tick)%wheelSlots]
-		for t := s.next; t != s; {
-			next := t.next
-			if t.when <= now {
-				w.unlink(t)
-				fired = append(fired, Fired{Owner: t.Owner, Kind: t.Kind, Seq: t.Seq})
+		// The worker stalled for a turn or more: sort every timer again.
+		fired = w.rehome(now, fired)
+	} else {
+		for tick := from; tick <= to; tick++ {
+			if tick%wheelSlots == 0 && tick != from {
+				w.cascade(tick)
 			}
-			t = next
+			i := tick % wheelSlots
+			if w.nonEmpty[i/64]&(1<<(i%64)) == 0 {
+				continue
+			}
+			s := &w.near[i]
+			for t := s.next; t != s; {
+				next := t.next
+				if t.when <= now {
+					w.unlink(t)
+					w.n--
+					fired = append(fired, Fired{Owner: t.Owner, Kind: t.Kind, Seq: t.Seq})
+				}
+				t = next
+			}
 		}
 	}
-	w.now = now
+	w.now = max(w.now, now)
 	w.fired = fired
 	w.mu.Unlock()
 	for i := range fired {
@@ -183,16 +254,91 @@ func (w *Wheel) Advance(fire func(Fired)) {
 	}
 }
 
-// Run advances the wheel every Tick until stop is closed.
+// cascade moves the timers of the turn that begins at tick from their far
+// slot to their near slots.
+func (w *Wheel) cascade(tick int64) {
+	s := &w.far[(tick/wheelSlots)%farSlots]
+	for t := s.next; t != s; {
+		next := t.next
+		if t.when/int64(Tick) < tick+wheelSlots {
+			w.unlink(t)
+			w.link(t, tick)
+		}
+		t = next
+	}
+}
+
+// rehome collects the due timers of every slot into fired and links the
+// others again from now.
+func (w *Wheel) rehome(now int64, fired []Fired) []Fired {
+	var all []*Timer
+	for _, heads := range [][]Timer{w.near[:], w.far[:]} {
+		for i := range heads {
+			s := &heads[i]
+			for t := s.next; t != s; t = t.next {
+				all = append(all, t)
+			}
+		}
+	}
+	for _, t := range all {
+		w.unlink(t)
+		if t.when <= now {
+			w.n--
+			fired = append(fired, Fired{Owner: t.Owner, Kind: t.Kind, Seq: t.Seq})
+		} else {
+			w.link(t, now/int64(Tick))
+		}
+	}
+	return fired
+}
+
+// nextWake is when the wheel must next be advanced: the end of the tick of
+// its first non-empty near slot, else the next turn if timers wait in far
+// slots, else never (math.MaxInt64).
+func (w *Wheel) nextWake() int64 {
+	cur := w.now / int64(Tick)
+	turn := cur / wheelSlots
+	i := int(cur % wheelSlots)
+	for word := i / 64; word < len(w.nonEmpty); word++ {
+		b := w.nonEmpty[word]
+		if word == i/64 {
+			b &^= 1<<(i%64) - 1
+		}
+		if b != 0 {
+			slot := int64(word*64 + bits.TrailingZeros64(b))
+			return (turn*wheelSlots + slot + 1) * int64(Tick)
+		}
+	}
+	if w.nFar > 0 {
+		return (turn + 1) * wheelSlots * int64(Tick)
+	}
+	return math.MaxInt64
+}
+
+// Run advances the wheel until stop is closed: whenever timers are due, and
+// not while none is.
 func (w *Wheel) Run(stop <-chan struct{}, fire func(Fired)) {
-	tk := time.NewTicker(Tick)
-	defer tk.Stop()
+	tm := time.NewTimer(time.Hour)
+	defer tm.Stop()
 	for {
+		w.Advance(fire)
+		w.mu.Lock()
+		next := w.nextWake()
+		w.wakeAt = next
+		w.mu.Unlock()
+		d := time.Hour // nothing armed: Start wakes the worker
+		if next != math.MaxInt64 {
+			d = time.Duration(next - w.clock())
+		}
+		tm.Reset(d)
 		select {
 		case <-stop:
 			return
-		case <-tk.C:
-			w.Advance(fire)
+		case <-tm.C:
+		case <-w.wake:
 		}
+		w.mu.Lock()
+		w.wakeAt = 0 // advancing: Start need not signal
+		w.mu.Unlock()
 	}
 }

@@ -94,3 +94,86 @@ func BenchmarkWheelStartStop(b *testing.B) {
 		w.Stop(&t)
 	}
 }
+
+func TestWheelReArmKeepsCount(t *testing.T) {
+	c := &manualClock{}
+	w := NewWheel(c.read)
+	var a, b Timer
+	w.Start(&a, time.Second)
+	w.Start(&a, 2*time.Second)
+	w.Start(&b, time.Hour) // a far slot
+	w.Start(&b, 3*time.Hour)
+	if w.Len() != 2 {
+		t.Fatalf("Len = %d after re-arming, want 2", w.Len())
+	}
+	w.Stop(&a)
+	w.Stop(&a)
+	if w.Len() != 1 {
+		t.Fatalf("Len = %d after stopping one twice, want 1", w.Len())
+	}
+}
+
+// TestWheelFarTimers walks a manual clock over several turns in steps
+// smaller than a turn: timers hours ahead move from their far slot to a
+// near one when their turn begins and fire once, in time.
+func TestWheelFarTimers(t *testing.T) {
+	c := &manualClock{now: int64(7 * time.Second)}
+	w := NewWheel(c.read)
+	due := []time.Duration{150 * time.Second, 205 * time.Second, time.Hour, 2*time.Hour + 3*time.Second}
+	ts := make([]Timer, len(due))
+	for i := range ts {
+		ts[i].Kind = uint8(i)
+		w.Start(&ts[i], due[i])
+	}
+	start := c.now
+	firedAt := map[uint8]time.Duration{}
+	for c.now-start < int64(3*time.Hour) {
+		c.add(40 * time.Second)
+		for _, f := range collect(w) {
+			if _, dup := firedAt[f.Kind]; dup {
+				t.Fatalf("timer %d fired twice", f.Kind)
+			}
+			firedAt[f.Kind] = time.Duration(c.now - start)
+		}
+	}
+	for i, d := range due {
+		got, ok := firedAt[uint8(i)]
+		if !ok || got < d || got >= d+40*time.Second {
+			t.Errorf("timer due at %v fired at %v (fired: %v)", d, got, ok)
+		}
+	}
+	if w.Len() != 0 {
+		t.Fatalf("Len = %d", w.Len())
+	}
+}
+
+// TestWheelRunSleepsWhileIdle runs the worker on the real clock: with
+// nothing armed it does not tick, a timer armed while it sleeps wakes it
+// in time, and a timer an hour ahead does not make it tick either.
+func TestWheelRunSleepsWhileIdle(t *testing.T) {
+	w := NewWheel(nil)
+	stop := make(chan struct{})
+	defer close(stop)
+	fired := make(chan Fired, 4)
+	go w.Run(stop, func(f Fired) { fired <- f })
+	var far, soon Timer
+	far.Kind, soon.Kind = 1, 2
+	w.Start(&far, time.Hour)
+	time.Sleep(150 * time.Millisecond) // six ticks of an always-ticking wheel
+	w.mu.Lock()
+	idleAdvances := w.advances
+	w.mu.Unlock()
+	if idleAdvances > 2 {
+		t.Errorf("%d advances in 150 ms with nothing due", idleAdvances)
+	}
+	armed := time.Now()
+	w.Start(&soon, 60*time.Millisecond)
+	select {
+	case f := <-fired:
+		if el := time.Since(armed); f.Kind != 2 || el < 60*time.Millisecond || el > 60*time.Millisecond+Tick+50*time.Millisecond {
+			t.Fatalf("fired %+v after %v", f, el)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the timer armed while the worker slept did not fire")
+	}
+}
