@@ -59,7 +59,8 @@ type config struct {
 
 // variantFlag collects -variant NAME:VAR=V[,VAR=V]: an extra velox row
 // named velox-NAME, run with those environment variables (for comparing
-// transport settings side by side in one run).
+// transport settings side by side in one run). BIN=path runs another
+// velox binary instead (e.g. the previous commit's build).
 type variantFlag []string
 
 func (v *variantFlag) String() string { return strings.Join(*v, " ") }
@@ -82,8 +83,16 @@ func withVariants(all []Server, variants variantFlag) []Server {
 			}
 			v := s
 			v.Name = "velox-" + name
+			bin, vars := s.Command, []string{}
+			for _, kv := range strings.Split(envs, ",") {
+				if b, ok := strings.CutPrefix(kv, "BIN="); ok {
+					bin = b // another build, e.g. the previous commit's
+				} else {
+					vars = append(vars, kv)
+				}
+			}
 			v.Command = "env"
-			v.Args = append(strings.Split(envs, ","), append([]string{s.Command}, s.Args...)...)
+			v.Args = append(vars, append([]string{bin}, s.Args...)...)
 			if s.Command == "" {
 				v.Command = ""
 			}
@@ -133,7 +142,7 @@ func main() {
 	flag.Int64Var(&c.maxFailed, "max-failed", -1, "exit 1 if any run has more failed calls than this (-1: never)")
 	flag.DurationVar(&c.pause, "pause", time.Second, "idle time between runs")
 	flag.IntVar(&c.users, "users", 0, "subscribers of the register-auth suite, imported into both servers (default: -calls, so that every call of a run is a different user)")
-	flag.Var(&c.variants, "variant", "extra velox row velox-NAME run with environment variables, NAME:VAR=V[,VAR=V] (repeatable)")
+	flag.Var(&c.variants, "variant", "extra velox row velox-NAME run with environment variables, NAME:VAR=V[,VAR=V] (repeatable; BIN=path runs that velox binary)")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "sipbench:", err)
