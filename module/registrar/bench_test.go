@@ -3,6 +3,7 @@ package registrar_test
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"testing"
 
 	"github.com/veloxsip/velox/transport"
@@ -56,5 +57,27 @@ func bumpCSeq(m []byte, n int) {
 			}
 			return
 		}
+	}
+}
+
+// BenchmarkRegisterNew registers a new user per REGISTER, as the SIPp
+// load suite does (bench/scenarios/register): every Save adds an AOR, so
+// the allocations reported are the new record's and its binding's.
+func BenchmarkRegisterNew(b *testing.B) {
+	w, _ := setup(b, false)
+	out := &nullOut{buf: make([]byte, 0, 65535)}
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	b.ResetTimer()
+	var num [20]byte
+	for i := 0; i < b.N; i++ {
+		n := strconv.AppendInt(num[:0], int64(i), 10)
+		buf = append(buf[:0], "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.7:5060;branch=z9hG4bK-n"...)
+		buf = append(append(buf, n...), ";rport\r\nFrom: <sip:n"...)
+		buf = append(append(buf, n...), "@example.com>;tag=r1\r\nTo: <sip:n"...)
+		buf = append(append(buf, n...), "@example.com>\r\nCall-ID: new-"...)
+		buf = append(append(buf, n...), "@10.0.0.7\r\nCSeq: 1 REGISTER\r\nMax-Forwards: 70\r\nContact: <sip:n"...)
+		buf = append(append(buf, n...), "@10.0.0.7:5060>\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n"...)
+		w.Handle(buf, phone, out)
 	}
 }
