@@ -35,7 +35,8 @@ func (t Timing) WithDefaults() Timing {
 	return t
 }
 
-// Clock returns monotonic nanoseconds. Tests pass a manual clock.
+// Clock returns monotonic, non-negative nanoseconds. Tests pass a manual
+// clock.
 type Clock func() int64
 
 var clockBase = time.Now()
@@ -105,7 +106,7 @@ type Wheel struct {
 	// advancing, or not running); Start signals wake for an earlier need.
 	wakeAt   int64
 	wake     chan struct{}
-	advances int // Advance calls that visited slots (tests)
+	advances int // Advance calls (read by tests)
 }
 
 // NewWheel returns a wheel reading the given clock (nil: SystemClock).
