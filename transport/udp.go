@@ -121,6 +121,7 @@ type UDPListener struct {
 
 // ListenUDP binds the socket and prepares the workers; Start runs them.
 func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener, error) {
+	envOverrides(&cfg)
 	if cfg.Workers <= 0 {
 		// Ordered workers take turns from read to send, so one does the
 		// same work as several with none of the hand-offs.
@@ -128,9 +129,6 @@ func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener
 		if cfg.Unordered {
 			cfg.Workers = runtime.NumCPU()
 		}
-	}
-	if n, err := strconv.Atoi(os.Getenv("VELOX_UDP_WORKERS")); err == nil && n > 0 {
-		cfg.Workers = n
 	}
 	if cfg.RecvBuffer == 0 {
 		cfg.RecvBuffer = DefaultRecvBuffer
@@ -140,16 +138,6 @@ func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener
 	}
 	if cfg.Linger == 0 {
 		cfg.Linger = DefaultLinger
-		if v, err := time.ParseDuration(os.Getenv("VELOX_UDP_LINGER")); err == nil {
-			cfg.Linger = v
-		}
-		if v, err := time.ParseDuration(os.Getenv("VELOX_UDP_SLICE")); err == nil {
-			cfg.TurnSlice = v
-		}
-		if m := os.Getenv("VELOX_UDP_MODE"); m != "" && cfg.Mode == "" {
-			cfg.Mode = m
-		}
-		cfg.Unordered = cfg.Unordered || os.Getenv("VELOX_UDP_UNORDERED") != ""
 	}
 	fam := unix.AF_INET
 	if cfg.Addr.Addr().Is6() && !cfg.Addr.Addr().Is4In6() {
@@ -223,6 +211,28 @@ func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener
 		l.workers = append(l.workers, newUDPWorker(l, newHandler(i)))
 	}
 	return l, nil
+}
+
+// envOverrides applies the VELOX_UDP_* variables, which compare settings
+// side by side in one benchmark run (sipbench -variant); unset, they change
+// nothing.
+func envOverrides(cfg *UDPConfig) {
+	if n, err := strconv.Atoi(os.Getenv("VELOX_UDP_WORKERS")); err == nil && n > 0 {
+		cfg.Workers = n
+	}
+	if v, err := time.ParseDuration(os.Getenv("VELOX_UDP_LINGER")); err == nil {
+		cfg.Linger = v
+		if v == 0 {
+			cfg.Linger = -1 // never wait
+		}
+	}
+	if v, err := time.ParseDuration(os.Getenv("VELOX_UDP_SLICE")); err == nil {
+		cfg.TurnSlice = v
+	}
+	if m := os.Getenv("VELOX_UDP_MODE"); m != "" && cfg.Mode == "" {
+		cfg.Mode = m
+	}
+	cfg.Unordered = cfg.Unordered || os.Getenv("VELOX_UDP_UNORDERED") != ""
 }
 
 // LocalAddr returns the bound address (with the port the OS chose for port 0).
@@ -427,7 +437,7 @@ func (w *udpWorker) run() {
 					continue
 				}
 				w.h.HandlePacket(w.inBufs[i][:w.in[i].n], src, &w.out)
-				if i == 0 && n > 1 && w.out.n > 0 {
+				if i == 0 && n > 1 {
 					// The first answer of a batch leaves at once. Its
 					// peer, woken now, waits runnable until this worker
 					// is done, and the rest of the batch finds it
@@ -635,8 +645,8 @@ func (o *Out) flush() {
 		o.flushPlain()
 		return
 	}
-	l := o.w.l
 	w := o.w
+	l := w.l
 	sent, tries := 0, 1
 	for sent < o.n {
 		w.sendFrom = sent
@@ -660,7 +670,7 @@ func (o *Out) flush() {
 				tries++
 				continue
 			}
-			o.w.stats.sendErrors.Add(1)
+			w.stats.sendErrors.Add(1)
 			sent, tries = sent+1, 1
 			continue
 		}
@@ -674,7 +684,7 @@ func (o *Out) flush() {
 			tries = 1
 		}
 		sent += r
-		o.w.stats.sent.Add(uint64(r))
+		w.stats.sent.Add(uint64(r))
 	}
 	o.n = 0
 }

@@ -219,6 +219,7 @@ func (w *Wheel) Advance(fire func(Fired)) {
 	now := w.clock()
 	w.mu.Lock()
 	w.advances++
+	w.wakeAt = 0 // advancing: Start need not signal until Run plans again
 	fired := w.fired[:0]
 	from := w.now / int64(Tick)
 	to := now / int64(Tick)
@@ -338,8 +339,5 @@ func (w *Wheel) Run(stop <-chan struct{}, fire func(Fired)) {
 		case <-tm.C:
 		case <-w.wake:
 		}
-		w.mu.Lock()
-		w.wakeAt = 0 // advancing: Start need not signal
-		w.mu.Unlock()
 	}
 }
