@@ -105,12 +105,12 @@ type UDPListener struct {
 	sendSALen  uint32
 	sendBuf    []byte
 	sendErr    syscall.Errno
-	sendToFn   func(uintptr) bool // l.sendTo, made once
-	plain      *net.UDPConn       // Mode "plain" only
-	// pollFile is a dup of fd registered with Go's netpoller: a worker
-	// that finds the socket empty waits in raw.Read (parked, no thread).
-	pollFile *os.File
-	raw      syscall.RawConn
+	plain      *net.UDPConn // Mode "plain" only
+	// A worker that finds the socket empty waits for it in Go's
+	// netpoller (parked, no thread held) through readable; a send that
+	// finds the send buffer full waits through writable (sockpoll.go).
+	readable, writable *sockPoll
+	sendToWait         *pollWaiter // WriteTo's, under sendMu
 	// wakeAddr is where WriteTo sends the empty datagram that wakes a
 	// worker to drain the error queue: the bound address, or loopback
 	// for a wildcard bind. The datagram arrives from wakeAddr.
@@ -151,7 +151,6 @@ func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener
 		cfg.TurnSlice = DefaultTurnSlice
 	}
 	l := &UDPListener{fd: fd, cfg: cfg, turn: make(chan struct{}, 1)}
-	l.sendToFn = l.sendTo
 	l.turn <- struct{}{}
 	fail := func(what string, err error) (*UDPListener, error) {
 		unix.Close(fd)
@@ -194,17 +193,16 @@ func ListenUDP(cfg UDPConfig, newHandler func(worker int) Handler) (*UDPListener
 		}
 	}
 	// The descriptor is non-blocking: workers read and write it directly
-	// and wait for it through the netpoller, on a dup that os.File owns
-	// (closing it, or its finalizer, never touches fd itself).
-	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return fail("dup", err)
+	// and wait for it through the netpoller, by way of epoll instances of
+	// its own that the netpoller watches (sockpoll.go).
+	if l.readable, err = newSockPoll(fd, unix.EPOLLIN, false, &l.closed); err != nil {
+		return fail("poll", err)
 	}
-	l.pollFile = os.NewFile(uintptr(nfd), "udp")
-	if l.raw, err = l.pollFile.SyscallConn(); err != nil {
-		l.pollFile.Close()
-		return fail("netpoller", err)
+	if l.writable, err = newSockPoll(fd, unix.EPOLLOUT, true, &l.closed); err != nil {
+		l.readable.Close()
+		return fail("poll", err)
 	}
+	l.sendToWait = l.writable.newWaiter()
 	l.wakeAddr = netip.AddrPortFrom(wa, l.local.Port())
 	l.wakeSALen = putSockaddr(&l.wakeSA, l.wakeAddr)
 	for i := 0; i < cfg.Workers; i++ {
@@ -264,7 +262,8 @@ func (l *UDPListener) Close() error {
 		l.plain.Close()
 	}
 	l.wg.Wait()
-	l.pollFile.Close()
+	l.readable.Close()
+	l.writable.Close()
 	return unix.Close(l.fd)
 }
 
@@ -279,9 +278,9 @@ func (l *UDPListener) WriteTo(b []byte, dst netip.AddrPort) error {
 	var e syscall.Errno
 	pending := false
 	for tries := 1; ; tries++ {
-		if l.sendTo(0); l.sendErr == unix.EAGAIN {
+		for l.sendTo(); l.sendErr == unix.EAGAIN; l.sendTo() {
 			// The send buffer is full: wait until it drains.
-			if l.raw.Write(l.sendToFn) != nil {
+			if err := l.sendToWait.wait(); err != nil || l.closed.Load() {
 				return net.ErrClosed
 			}
 		}
@@ -304,16 +303,15 @@ func (l *UDPListener) WriteTo(b []byte, dst netip.AddrPort) error {
 	return nil
 }
 
-// sendTo sends WriteTo's datagram once; it reports false (wait and call
-// again) when the socket's send buffer is full. Called with sendMu held.
-func (l *UDPListener) sendTo(uintptr) bool {
+// sendTo sends WriteTo's datagram once, setting sendErr (EAGAIN when the
+// socket's send buffer is full). Called with sendMu held.
+func (l *UDPListener) sendTo() {
 	var p unsafe.Pointer
 	if len(l.sendBuf) > 0 {
 		p = unsafe.Pointer(&l.sendBuf[0])
 	}
 	_, _, l.sendErr = unix.RawSyscall6(unix.SYS_SENDTO, uintptr(l.fd), uintptr(p), uintptr(len(l.sendBuf)), 0,
 		uintptr(unsafe.Pointer(&l.sendSA)), uintptr(l.sendSALen))
-	return l.sendErr != unix.EAGAIN
 }
 
 // Stats sums the workers' counters.
@@ -356,15 +354,13 @@ type udpWorker struct {
 	out    Out
 	errq   errQueue
 	// linger is the coalescing state of an unordered worker (one of several).
-	linger linger
-	// recvFn is w.recv as a func value made once (a closure passed to
-	// RawConn.Read per read would be allocated each time).
-	recvFn          func(uintptr) bool
+	linger          linger
 	recvN           int
 	recvErr         syscall.Errno
-	recvCalls       int
-	sendFn          func(uintptr) bool
-	lastSched       int64 // when the worker last went through the scheduler
+	recvCalls       int                // recv calls in this wait
+	recvFn          func(uintptr) bool // w.recv for RawConn.Read, made once
+	sendWait        *pollWaiter        // for room in the send buffer
+	lastSched       int64              // when the worker last went through the scheduler
 	sendFrom, sendN int
 	sendErr         syscall.Errno
 }
@@ -386,7 +382,8 @@ func newUDPWorker(l *UDPListener, h Handler) *udpWorker {
 		w.in[i].hdr.Name = (*byte)(unsafe.Pointer(&w.inAddr[i]))
 	}
 	w.uh, _ = h.(UnreachableHandler)
-	w.recvFn, w.sendFn = w.recv, w.send
+	w.recvFn = func(uintptr) bool { return w.recv() }
+	w.sendWait = l.writable.newWaiter()
 	w.errq.init()
 	w.out.init(w, n)
 	return w
@@ -474,24 +471,19 @@ func (w *udpWorker) readBatch(lg *linger) int {
 	for i := range w.in {
 		w.in[i].hdr.Namelen = uint32(unsafe.Sizeof(w.inAddr[i]))
 	}
-	w.recvCalls = 0
 	if d := lg.next - nanotime(); d > 0 {
 		// Linger only when the socket is empty: what is queued already
 		// needs no waiting, and a linger that then finds datagrams has
 		// saved a wake-up.
-		if !w.recv(0) {
+		if !w.recv() {
 			lingerSleep(d)
-			w.recvCalls = 0
-			if w.l.raw.Read(w.recvFn) != nil {
+			if !w.waitRecv() {
 				return 0 // closed
 			}
 			lg.result(w.recvCalls == 1)
 		}
-	} else if w.l.raw.Read(w.recvFn) != nil {
+	} else if !w.waitRecv() {
 		return 0 // closed
-	}
-	if w.recvCalls > 1 {
-		w.lastSched = nanotime() // it waited: parked, through the scheduler
 	}
 	r, e := w.recvN, w.recvErr
 	if e != 0 {
@@ -549,11 +541,23 @@ func (lg *linger) result(found bool) {
 // linger that found nothing.
 const maxLingerSkip = 63
 
+// waitRecv receives, waiting in the netpoller first if the socket is empty;
+// it reports false when the listener closed.
+func (w *udpWorker) waitRecv() bool {
+	w.recvCalls = 0
+	if w.l.readable.raw.Read(w.recvFn) != nil {
+		return false
+	}
+	if w.recvCalls > 1 {
+		w.lastSched = nanotime() // it parked: through the scheduler
+	}
+	return true
+}
+
 // recv is one non-blocking recvmmsg into the worker's batch; it reports
-// false when the socket is empty, for RawConn.Read to wait and call again.
-// The call never blocks, so it does not tell the scheduler (RawSyscall):
-// the worker keeps its P.
-func (w *udpWorker) recv(uintptr) bool {
+// false when the socket is empty. The call never blocks, so it does not
+// tell the scheduler (RawSyscall): the worker keeps its P.
+func (w *udpWorker) recv() bool {
 	w.recvCalls++
 	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(w.l.fd), uintptr(unsafe.Pointer(&w.in[0])),
 		uintptr(len(w.in)), 0, 0, 0)
@@ -624,14 +628,13 @@ func (o *Out) Send(b []byte, dst netip.AddrPort) {
 	o.n++
 }
 
-// send is one non-blocking sendmmsg of the batch from w.sendFrom; it
-// reports false when the socket's send buffer is full.
-func (w *udpWorker) send(uintptr) bool {
+// send is one non-blocking sendmmsg of the batch from w.sendFrom, setting
+// sendN and sendErr (EAGAIN when the socket's send buffer is full).
+func (w *udpWorker) send() {
 	o := &w.out
 	r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(w.l.fd), uintptr(unsafe.Pointer(&o.msgs[w.sendFrom])),
 		uintptr(o.n-w.sendFrom), 0, 0, 0)
 	w.sendN, w.sendErr = int(r), e
-	return e != unix.EAGAIN
 }
 
 // Local returns the address of the listener the worker serves.
@@ -650,10 +653,10 @@ func (o *Out) flush() {
 	sent, tries := 0, 1
 	for sent < o.n {
 		w.sendFrom = sent
-		if w.send(0); w.sendErr == unix.EAGAIN {
+		for w.send(); w.sendErr == unix.EAGAIN && !l.closed.Load(); w.send() {
 			// The send buffer is full: wait until it drains.
-			if l.raw.Write(w.sendFn) != nil {
-				break // closed
+			if err := w.sendWait.wait(); err != nil {
+				break
 			}
 		}
 		r, e := w.sendN, w.sendErr
