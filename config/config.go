@@ -33,7 +33,16 @@ type Config struct {
 	Failure      []Step
 	Transactions Transactions
 	Connections  Connections
+	Process      Process
 	File         string // where it was loaded from
+}
+
+// Process configures the server process.
+type Process struct {
+	// Scheduling is the Linux scheduling policy of the server's threads:
+	// "batch" (SCHED_BATCH, the default: threads woken up do not preempt
+	// the one running) or "normal" (SCHED_OTHER).
+	Scheduling string
 }
 
 // Connections configures the stream transports (TCP, TLS, WS, WSS): the
@@ -164,7 +173,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, Errors{p.yamlError(err)}
 	}
-	cfg := &Config{File: name, Log: LogConfig{Level: "info"}}
+	cfg := &Config{File: name, Log: LogConfig{Level: "info"}, Process: Process{Scheduling: "batch"}}
 	if len(doc.Content) == 0 {
 		return nil, Errors{Errorf(Pos{File: name, Line: 1, Col: 1}, "empty config")}
 	}
@@ -193,8 +202,10 @@ func Parse(name string, data []byte) (*Config, error) {
 			p.parseTransactions(v, &cfg.Transactions)
 		case "connections":
 			p.parseConnections(v, &cfg.Connections)
+		case "process":
+			p.parseProcess(v, &cfg.Process)
 		default:
-			p.errorf(k, "unknown key %q (known: log, listeners, transactions, connections, request, failure)", k.Value)
+			p.errorf(k, "unknown key %q (known: log, listeners, transactions, connections, process, request, failure)", k.Value)
 		}
 	}
 	if !seen["listeners"] {
@@ -242,6 +253,27 @@ func (p *parser) parseLog(n *yaml.Node, lc *LogConfig) {
 			}
 		default:
 			p.errorf(k, "unknown log key %q (known: level)", k.Value)
+		}
+	}
+}
+
+func (p *parser) parseProcess(n *yaml.Node, pc *Process) {
+	if n.Kind != yaml.MappingNode {
+		p.errorf(n, "process must be a mapping")
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "scheduling":
+			switch v.Value {
+			case "batch", "normal":
+				pc.Scheduling = v.Value
+			default:
+				p.errorf(v, "scheduling %q: want batch or normal", v.Value)
+			}
+		default:
+			p.errorf(k, "unknown process key %q (known: scheduling)", k.Value)
 		}
 	}
 }

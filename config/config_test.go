@@ -20,6 +20,13 @@ func TestDefaultParses(t *testing.T) {
 	if c.Request[2].If == "" || c.Request[2].IfPos.Line != 17 {
 		t.Fatalf("reply condition %q at %v", c.Request[2].If, c.Request[2].IfPos)
 	}
+	if c.Process.Scheduling != "batch" {
+		t.Fatalf("default scheduling %q, want batch", c.Process.Scheduling)
+	}
+	n, err := Parse("v.yaml", []byte("process: {scheduling: normal}\nlisteners: [\"udp:1.2.3.4:5060\"]\nrequest: [{module: forward}]\n"))
+	if err != nil || n.Process.Scheduling != "normal" {
+		t.Fatalf("scheduling normal: %v, %+v", err, n)
+	}
 }
 
 func TestFullConfig(t *testing.T) {
@@ -73,7 +80,11 @@ func TestErrors(t *testing.T) {
 		{"connections key", "listeners: [\"tcp:1.2.3.4:5060\"]\nconnections: {idle: 3}\nrequest: [{module: forward}]\n",
 			`v.yaml:2:15: unknown connections key "idle" (known: workers, max, idle_timeout, connect_timeout, max_message, max_queue)`},
 		{"unknown top key", "listeners: [\"udp:1.2.3.4:5060\"]\nrequest: [{module: forward}]\nroutes: 1\n",
-			`v.yaml:3:1: unknown key "routes" (known: log, listeners, transactions, connections, request, failure)`},
+			`v.yaml:3:1: unknown key "routes" (known: log, listeners, transactions, connections, process, request, failure)`},
+		{"bad scheduling", "process: {scheduling: fifo}\nlisteners: [\"udp:1.2.3.4:5060\"]\nrequest: [{module: forward}]\n",
+			`v.yaml:1:23: scheduling "fifo": want batch or normal`},
+		{"process key", "process: {nice: 3}\nlisteners: [\"udp:1.2.3.4:5060\"]\nrequest: [{module: forward}]\n",
+			`v.yaml:1:11: unknown process key "nice" (known: scheduling)`},
 		{"no module", "listeners: [\"udp:1.2.3.4:5060\"]\nrequest:\n  - if: method == \"X\"\n",
 			`v.yaml:3:5: step without module`},
 		{"duplicate listener", "listeners: [\"udp:1.2.3.4:5060\", \"udp:1.2.3.4:5060\"]\nrequest: [{module: forward}]\n",

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"github.com/veloxsip/velox/config"
 
 	"github.com/veloxsip/velox/module/forward"
 	"github.com/veloxsip/velox/module/looseroute"
@@ -62,7 +63,7 @@ func cmdProxy(args []string) error {
 		return err
 	}
 	srv.SetPipeline(p)
-	return serve(srv, ls, cc, log, func() {})
+	return serve(srv, ls, cc, config.Process{Scheduling: *lf.sched}, log, func() {})
 }
 
 // quickPipeline is sanity → max-forwards → 200 to OPTIONS for us →

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"github.com/veloxsip/velox/config"
 	"strings"
 
 	"github.com/veloxsip/velox/module/digestauth"
@@ -85,5 +86,5 @@ func cmdRegistrar(args []string) error {
 		proxy.Step{Name: "lookup", Handler: lk},
 		proxy.Step{Name: "relay", Handler: rl},
 	))
-	return serve(srv, ls, cc, log, func() {})
+	return serve(srv, ls, cc, config.Process{Scheduling: *lf.sched}, log, func() {})
 }

@@ -47,7 +47,7 @@ func cmdRun(args []string) error {
 		}
 		log.Error("velox: reload failed; keeping the running pipeline", "err", err)
 	}
-	return serve(srv, cfg.Listeners, cfg.Connections, log, reload)
+	return serve(srv, cfg.Listeners, cfg.Connections, cfg.Process, log, reload)
 }
 
 // buildPipelines builds the request and failure pipelines of cfg and
@@ -84,9 +84,13 @@ func loadConfig(file string) (*config.Config, error) {
 	return config.Load(file)
 }
 
-// serve binds the listeners, runs until SIGINT/SIGTERM and, on SIGHUP,
-// reloads the pipelines and the TLS certificates.
-func serve(srv *proxy.Server, ls []config.Listener, cc config.Connections, log *slog.Logger, reload func()) error {
+// serve sets the process's scheduling policy, binds the listeners, runs
+// until SIGINT/SIGTERM and, on SIGHUP, reloads the pipelines and the TLS
+// certificates.
+func serve(srv *proxy.Server, ls []config.Listener, cc config.Connections, pc config.Process, log *slog.Logger, reload func()) error {
+	if err := setScheduling(pc.Scheduling); err != nil {
+		return err
+	}
 	var (
 		udps    []*transport.UDPListener
 		streams *transport.Streams
@@ -210,6 +214,7 @@ type listenFlags struct {
 	listens   []string
 	cert, key string
 	workers   *int
+	sched     *string
 }
 
 func addListenFlags(fs *flag.FlagSet) *listenFlags {
@@ -221,6 +226,7 @@ func addListenFlags(fs *flag.FlagSet) *listenFlags {
 	fs.StringVar(&lf.cert, "tls-cert", "", "PEM certificate file for tls and wss listeners")
 	fs.StringVar(&lf.key, "tls-key", "", "PEM private key file for tls and wss listeners")
 	lf.workers = fs.Int("workers", 0, "UDP receiving workers per socket (default 1) and stream handler workers (default: number of CPUs)")
+	lf.sched = fs.String("scheduling", schedBatch, "scheduling policy of the server's threads: batch (SCHED_BATCH) or normal")
 	return lf
 }
 
