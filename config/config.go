@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -237,43 +238,30 @@ func (p *parser) yamlError(err error) error {
 }
 
 func (p *parser) parseLog(n *yaml.Node, lc *LogConfig) {
-	if n.Kind != yaml.MappingNode {
-		p.errorf(n, "log must be a mapping")
-		return
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		switch k.Value {
-		case "level":
-			switch v.Value {
-			case "debug", "info", "warn", "error":
-				lc.Level = v.Value
-			default:
-				p.errorf(v, "log level %q: want debug, info, warn or error", v.Value)
-			}
-		default:
-			p.errorf(k, "unknown log key %q (known: level)", k.Value)
-		}
-	}
+	p.parseChoice(n, "log", "level", "log level", []string{"debug", "info", "warn", "error"}, &lc.Level)
 }
 
 func (p *parser) parseProcess(n *yaml.Node, pc *Process) {
+	p.parseChoice(n, "process", "scheduling", "scheduling", []string{"batch", "normal"}, &pc.Scheduling)
+}
+
+// parseChoice parses a section that is a mapping with the one key key,
+// whose value must be one of choices (what names it in errors).
+func (p *parser) parseChoice(n *yaml.Node, section, key, what string, choices []string, dst *string) {
 	if n.Kind != yaml.MappingNode {
-		p.errorf(n, "process must be a mapping")
+		p.errorf(n, "%s must be a mapping", section)
 		return
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		switch k.Value {
-		case "scheduling":
-			switch v.Value {
-			case "batch", "normal":
-				pc.Scheduling = v.Value
-			default:
-				p.errorf(v, "scheduling %q: want batch or normal", v.Value)
-			}
+		switch {
+		case k.Value != key:
+			p.errorf(k, "unknown %s key %q (known: %s)", section, k.Value, key)
+		case !slices.Contains(choices, v.Value):
+			last := len(choices) - 1
+			p.errorf(v, "%s %q: want %s or %s", what, v.Value, strings.Join(choices[:last], ", "), choices[last])
 		default:
-			p.errorf(k, "unknown process key %q (known: scheduling)", k.Value)
+			*dst = v.Value
 		}
 	}
 }
