@@ -434,12 +434,16 @@ func (w *udpWorker) run() {
 					continue
 				}
 				w.h.HandlePacket(w.inBufs[i][:w.in[i].n], src, &w.out)
-				if i == 0 && n > 1 {
-					// The first answer of a batch leaves at once. Its
-					// peer, woken now, waits runnable until this worker
-					// is done, and the rest of the batch finds it
-					// awake; woken by the batch's sendmmsg instead, it
-					// preempts the worker for each datagram it reads.
+				if i == 0 && n > 1 && w.out.answersOnly(src) {
+					// The first answer of a batch leaves at once when
+					// the batch's first datagram was answered, not
+					// relayed: its sender, which usually sent the rest
+					// of the batch too, is woken now and reads all its
+					// answers in one go when the worker is done; woken
+					// by the batch's sendmmsg instead, it read one
+					// answer per wake-up. Relayed datagrams wait for
+					// the batch: their destinations wait for nothing
+					// else in it.
 					w.out.flush()
 				}
 			}
@@ -635,6 +639,17 @@ func (w *udpWorker) send() {
 	r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(w.l.fd), uintptr(unsafe.Pointer(&o.msgs[w.sendFrom])),
 		uintptr(o.n-w.sendFrom), 0, 0, 0)
 	w.sendN, w.sendErr = int(r), e
+}
+
+// answersOnly reports whether the datagrams queued all go back to src, and
+// there is at least one.
+func (o *Out) answersOnly(src netip.AddrPort) bool {
+	for _, d := range o.dsts[:o.n] {
+		if d != src {
+			return false
+		}
+	}
+	return o.n > 0
 }
 
 // Local returns the address of the listener the worker serves.

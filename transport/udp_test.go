@@ -247,6 +247,7 @@ func TestLingerBackoff(t *testing.T) {
 // for release, so that datagrams sent meanwhile queue up on the socket.
 type holdEcho struct {
 	held, release chan struct{}
+	relayTo       netip.AddrPort // where "relay" goes (it is not echoed)
 }
 
 func (h holdEcho) HandlePacket(data []byte, src netip.AddrPort, out *Out) {
@@ -259,6 +260,9 @@ func (h holdEcho) HandlePacket(data []byte, src netip.AddrPort, out *Out) {
 		case <-h.release:
 		case <-time.After(3 * time.Second):
 		}
+	case "relay":
+		out.Send(append(out.Buffer(), data...), h.relayTo)
+		return
 	}
 	out.Send(append(out.Buffer(), data...), src)
 }
@@ -288,6 +292,47 @@ func TestFirstAnswerOfBatchLeavesAtOnce(t *testing.T) {
 		}
 	}
 	h.release <- struct{}{}
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "wait" {
+		t.Fatalf("read %q, %v; want wait", buf[:n], err)
+	}
+}
+
+// TestRelayedFirstDatagramWaitsForBatch queues "relay" and "wait" in one
+// batch: the first datagram is relayed to another peer, not answered, so it
+// leaves with the rest of the batch, not at once.
+func TestRelayedFirstDatagramWaitsForBatch(t *testing.T) {
+	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	h := holdEcho{held: make(chan struct{}), release: make(chan struct{}),
+		relayTo: sink.LocalAddr().(*net.UDPAddr).AddrPort()}
+	_, c := listenLoopback(t, h)
+	c.Write([]byte("hold"))
+	select {
+	case <-h.held:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the worker did not take the hold datagram")
+	}
+	c.Write([]byte("relay"))
+	c.Write([]byte("wait"))
+	time.Sleep(time.Millisecond) // both are queued on the socket
+	h.release <- struct{}{}
+	buf := make([]byte, 64)
+	c.SetDeadline(time.Now().Add(time.Second))
+	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "hold" {
+		t.Fatalf("read %q, %v; want hold", buf[:n], err)
+	}
+	sink.SetDeadline(time.Now().Add(100 * time.Millisecond))
+	if n, err := sink.Read(buf); err == nil {
+		t.Fatalf("the relayed %q left before the batch's last datagram was handled", buf[:n])
+	}
+	h.release <- struct{}{}
+	sink.SetDeadline(time.Now().Add(time.Second))
+	if n, err := sink.Read(buf); err != nil || string(buf[:n]) != "relay" {
+		t.Fatalf("sink read %q, %v; want relay", buf[:n], err)
+	}
 	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "wait" {
 		t.Fatalf("read %q, %v; want wait", buf[:n], err)
 	}
