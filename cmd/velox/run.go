@@ -88,8 +88,10 @@ func loadConfig(file string) (*config.Config, error) {
 // until SIGINT/SIGTERM and, on SIGHUP, reloads the pipelines and the TLS
 // certificates.
 func serve(srv *proxy.Server, ls []config.Listener, cc config.Connections, pc config.Process, log *slog.Logger, reload func()) error {
-	if err := setScheduling(pc.Scheduling); err != nil {
+	if err := setScheduling(pc.Scheduling); errors.Is(err, errBadPolicy) {
 		return err
+	} else if err != nil {
+		log.Warn("velox: scheduling policy not set; running under the current one", "err", err)
 	}
 	var (
 		udps    []*transport.UDPListener

@@ -22,6 +22,11 @@ const (
 	schedNormal = "normal"
 )
 
+// errBadPolicy is returned for a policy name setScheduling does not know;
+// other errors (a kernel or sandbox that refuses the change) leave the
+// server running under the policy it has.
+var errBadPolicy = errors.New("unknown scheduling policy")
+
 // setScheduling gives every thread of the process the scheduling policy
 // named, keeping each thread's nice value. Threads the Go runtime starts
 // later inherit it from the thread that creates them. VELOX_SCHED, when
@@ -37,7 +42,7 @@ func setScheduling(policy string) error {
 	case schedNormal:
 		p = unix.SCHED_NORMAL
 	default:
-		return fmt.Errorf("scheduling %q: want %s or %s", policy, schedBatch, schedNormal)
+		return fmt.Errorf("%w %q: want %s or %s", errBadPolicy, policy, schedBatch, schedNormal)
 	}
 	// A thread cloned while the list is walked, by one not changed yet,
 	// keeps the old policy: walk again until a pass changes nothing.

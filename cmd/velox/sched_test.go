@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"runtime"
 	"strconv"
@@ -66,7 +67,7 @@ func TestSetSchedulingAllThreads(t *testing.T) {
 
 func TestSetSchedulingRejectsUnknown(t *testing.T) {
 	t.Setenv("VELOX_SCHED", "")
-	if err := setScheduling("fifo"); err == nil {
-		t.Fatal("scheduling fifo accepted")
+	if err := setScheduling("fifo"); !errors.Is(err, errBadPolicy) {
+		t.Fatalf("scheduling fifo: %v, want errBadPolicy", err)
 	}
 }
