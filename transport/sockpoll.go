@@ -32,13 +32,12 @@ import (
 //     for room in the send buffer (rare), so the socket's write space goes
 //     nowhere the rest of the time.
 type sockPoll struct {
-	epfd    int      // the inner epoll instance, holding only the socket
-	file    *os.File // epfd, registered with Go's netpoller
-	raw     syscall.RawConn
-	sock    int
-	events  uint32 // unix.EPOLLIN or unix.EPOLLOUT
-	oneshot bool
-	closed  *atomic.Bool
+	epfd   int      // the inner epoll instance, holding only the socket
+	file   *os.File // epfd, registered with Go's netpoller
+	raw    syscall.RawConn
+	sock   int
+	events uint32 // unix.EPOLLIN or unix.EPOLLOUT
+	closed *atomic.Bool
 }
 
 // newSockPoll makes a sockPoll for sock's events (one-shot: armed per wait,
@@ -76,7 +75,7 @@ func newSockPoll(sock int, events uint32, oneshot bool, closed *atomic.Bool) (*s
 	if err := unix.SetNonblock(epfd, true); err != nil {
 		return fail("epoll", err)
 	}
-	p := &sockPoll{epfd: epfd, sock: sock, events: events, oneshot: oneshot, closed: closed}
+	p := &sockPoll{epfd: epfd, sock: sock, events: events, closed: closed}
 	p.file = os.NewFile(uintptr(epfd), "sockpoll")
 	if p.raw, err = p.file.SyscallConn(); err != nil {
 		p.file.Close()
