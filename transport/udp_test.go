@@ -267,22 +267,29 @@ func (h holdEcho) HandlePacket(data []byte, src netip.AddrPort, out *Out) {
 	out.Send(append(out.Buffer(), data...), src)
 }
 
-// TestFirstAnswerOfBatchLeavesAtOnce queues "first" and "wait" while the
-// worker is held, so that they make one batch, and checks that the answer
-// to "first" arrives while the worker is still handling "wait".
-func TestFirstAnswerOfBatchLeavesAtOnce(t *testing.T) {
-	h := holdEcho{held: make(chan struct{}), release: make(chan struct{})}
-	_, c := listenLoopback(t, h)
+// queueBatch holds the worker on "hold", queues first and "wait" on the
+// socket meanwhile, so that they make one batch, and lets the worker go on.
+func queueBatch(t *testing.T, h holdEcho, c *net.UDPConn, first string) {
+	t.Helper()
 	c.Write([]byte("hold"))
 	select {
 	case <-h.held:
 	case <-time.After(2 * time.Second):
 		t.Fatal("the worker did not take the hold datagram")
 	}
-	c.Write([]byte("first"))
+	c.Write([]byte(first))
 	c.Write([]byte("wait"))
 	time.Sleep(time.Millisecond) // both are queued on the socket
 	h.release <- struct{}{}
+}
+
+// TestFirstAnswerOfBatchLeavesAtOnce queues "first" and "wait" while the
+// worker is held, so that they make one batch, and checks that the answer
+// to "first" arrives while the worker is still handling "wait".
+func TestFirstAnswerOfBatchLeavesAtOnce(t *testing.T) {
+	h := holdEcho{held: make(chan struct{}), release: make(chan struct{})}
+	_, c := listenLoopback(t, h)
+	queueBatch(t, h, c, "first")
 	buf := make([]byte, 64)
 	c.SetDeadline(time.Now().Add(time.Second))
 	for _, want := range []string{"hold", "first"} {
@@ -309,16 +316,7 @@ func TestRelayedFirstDatagramWaitsForBatch(t *testing.T) {
 	h := holdEcho{held: make(chan struct{}), release: make(chan struct{}),
 		relayTo: sink.LocalAddr().(*net.UDPAddr).AddrPort()}
 	_, c := listenLoopback(t, h)
-	c.Write([]byte("hold"))
-	select {
-	case <-h.held:
-	case <-time.After(2 * time.Second):
-		t.Fatal("the worker did not take the hold datagram")
-	}
-	c.Write([]byte("relay"))
-	c.Write([]byte("wait"))
-	time.Sleep(time.Millisecond) // both are queued on the socket
-	h.release <- struct{}{}
+	queueBatch(t, h, c, "relay")
 	buf := make([]byte, 64)
 	c.SetDeadline(time.Now().Add(time.Second))
 	if n, err := c.Read(buf); err != nil || string(buf[:n]) != "hold" {
