@@ -6,6 +6,7 @@
 package location
 
 import (
+	"github.com/veloxsip/velox/internal/hugepage"
 	"hash/maphash"
 	"net/netip"
 	"sync"
@@ -192,6 +193,7 @@ func New(opt Options) *Table {
 	}
 	t := &Table{opt: opt, buckets: make([]bucket, n), mask: uint32(n - 1),
 		seed: maphash.MakeSeed(), stop: make(chan struct{})}
+	hugepage.Slice(t.buckets) // before the loop below touches them
 	t.base = opt.Clock()
 	t.socks.Store(new([]netip.AddrPort))
 	for range opt.TimerWheels {

@@ -320,6 +320,8 @@ type WorkerStats struct {
 	Panics              atomic.Uint64
 	Transactions        atomic.Uint64 // stateful transactions created
 	Released            atomic.Uint64 // stateful transactions ended
+	Entombed            atomic.Uint64 // cells that became tombs (tomb.go)
+	Buried              atomic.Uint64 // tombs ended
 	Retransmissions     atomic.Uint64 // request retransmissions absorbed
 	Retransmitted       atomic.Uint64 // requests we retransmitted (timers A, E)
 	Timeouts            atomic.Uint64 // branches that timed out
@@ -330,7 +332,7 @@ type WorkerStats struct {
 // Stats are counters summed over all workers.
 type Stats struct {
 	Requests, Responses, Forwarded, ResponsesForwarded, Replied, Malformed, Dropped, Unrouted, SendErrors, Panics uint64
-	Transactions, Released, Retransmissions, Retransmitted, Timeouts, Unreachable                                 uint64
+	Transactions, Released, Entombed, Buried, Retransmissions, Retransmitted, Timeouts, Unreachable               uint64
 }
 
 func (t *Stats) add(w *WorkerStats) {
@@ -346,6 +348,8 @@ func (t *Stats) add(w *WorkerStats) {
 	t.Panics += w.Panics.Load()
 	t.Transactions += w.Transactions.Load()
 	t.Released += w.Released.Load()
+	t.Entombed += w.Entombed.Load()
+	t.Buried += w.Buried.Load()
 	t.Retransmissions += w.Retransmissions.Load()
 	t.Retransmitted += w.Retransmitted.Load()
 	t.Timeouts += w.Timeouts.Load()

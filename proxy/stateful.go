@@ -43,11 +43,14 @@ func (w *Worker) absorb(c *Context) bool {
 	invite := meth == sip.INVITE || meth == sip.ACK || meth == sip.CANCEL
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.head == nil {
+	if b.head == nil && b.tombs == nil {
 		return false
 	}
 	cl := b.find(h, key, invite, meth, m.MethodName())
 	if cl == nil {
+		if tm := b.findTomb(h, key, invite, meth); tm != nil && meth != sip.MethodOther {
+			return w.absorbTomb(c, tm)
+		}
 		return false
 	}
 	switch meth {
@@ -137,6 +140,12 @@ func (c *Context) RelayTargets(ts []Target, opt RelayOptions) {
 		}
 		return
 	}
+	if tm := b.findTomb(h, key, invite, m.Method()); tm != nil && m.Method() != sip.MethodOther {
+		if tm.rsp != nil {
+			c.srv.sendFrom(c.out, tm.li, tm.rsp.b, tm.rspDst)
+		}
+		return
+	}
 	dst, ok := c.srv.responseDest(c, m)
 	if !ok {
 		c.st.Dropped.Add(1)
@@ -170,9 +179,7 @@ func (c *Context) RelayTargets(ts []Target, opt RelayOptions) {
 	if !cl.pending() {
 		t.checkFinal(cl, c.out, &c.w.sc)
 	}
-	if cl.done() {
-		t.release(b, cl, c.st)
-	}
+	t.settle(b, cl, c.st)
 }
 
 // startDests starts branches for the cell's remaining destinations: all of
@@ -285,7 +292,7 @@ func (w *Worker) response(c *Context, m *sip.Message, top *sip.Via, out Sender) 
 	t := w.srv.tm
 	b, cl, i := t.lockBranch(top.Branch)
 	if cl == nil {
-		return false
+		return t.tombResponse(m, top.Branch)
 	}
 	defer b.mu.Unlock()
 	br := cl.br[i]
@@ -303,9 +310,7 @@ func (w *Worker) response(c *Context, m *sip.Message, top *sip.Via, out Sender) 
 	} else {
 		t.nonInviteResponse(cl, i, m, code, out, &w.sc)
 	}
-	if cl.done() {
-		t.release(b, cl, w.st)
-	}
+	t.settle(b, cl, w.st)
 	return true
 }
 
@@ -720,6 +725,10 @@ func mergeChallenges(dst, src []byte, cl *cell) []byte {
 // fire handles one expired timer under the lock of its cell's bucket.
 func (tw *timerWorker) fire(f txn.Fired) {
 	t := tw.tt
+	if tm, ok := f.Owner.(*tomb); ok {
+		tw.bury(tm, f)
+		return
+	}
 	cl := f.Owner.(*cell)
 	bi := cl.bucket.Load()
 	b := &t.buckets[bi]
@@ -781,9 +790,7 @@ func (tw *timerWorker) fire(f txn.Fired) {
 		}
 		t.branchTimeout(cl, i, tw)
 	}
-	if cl.done() {
-		t.release(b, cl, &tw.st)
-	}
+	t.settle(b, cl, &tw.st)
 }
 
 // recover keeps a bug in a timer action from taking the server down.
@@ -840,9 +847,7 @@ func (s *Server) unreachable(payload []byte, dst netip.AddrPort, out Sender, sc 
 	cl.wheel.Stop(&br.tTimeout)
 	br.state, br.code, br.local = bTerminated, 503, true
 	t.checkFinal(cl, out, sc)
-	if cl.done() {
-		t.release(b, cl, st)
-	}
+	t.settle(b, cl, st)
 	return true
 }
 

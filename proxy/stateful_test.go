@@ -149,8 +149,8 @@ func TestStatefulCallFlow(t *testing.T) {
 	f.one(f.in(ok, uasAddr), uacAddr, "SIP/2.0 200 ")
 	f.one(f.in(ok, uasAddr), uacAddr, "SIP/2.0 200 ") // 2xx retransmission goes through
 	none(t, f.in(inv, uacAddr), "SIP/2.0")            // Accepted: INVITE absorbed silently
-	if f.live() != 1 {
-		t.Fatalf("live = %d", f.live())
+	if st := f.srv.TxStats(); st.Live != 1 || st.Lingering != 1 {
+		t.Fatalf("after the 2xx: %+v, want the transaction lingering as a tomb", st)
 	}
 	f.wait(33 * time.Second) // timers L and M
 	if f.live() != 0 {
@@ -345,6 +345,57 @@ func TestStatefulNonInviteFinalRetransmitted(t *testing.T) {
 	}
 }
 
+// TestStatefulTombs checks what a finished transaction still does while
+// it waits out timers J, K, L and M as a tomb.
+func TestStatefulTombs(t *testing.T) {
+	f := newStateful(t, relay.Options{To: []string{uasAddr.String()}})
+	inv := string(crlf(invite))
+	fwd := f.one(f.in(inv, uacAddr), uasAddr, "INVITE ")
+	ok := reply(t, fwd, 200, "OK", "b1")
+	f.one(f.in(ok, uasAddr), uacAddr, "SIP/2.0 200 ")
+	bye := strings.Replace(strings.Replace(inv, "INVITE sip:", "BYE sip:", 1), "CSeq: 1 INVITE", "CSeq: 2 BYE", 1)
+	bye = strings.Replace(bye, "z9hG4bK-1", "z9hG4bK-2", 1)
+	fbye := f.one(f.in(bye, uacAddr), uasAddr, "BYE ")
+	byeOK := reply(t, fbye, 200, "OK", "b1")
+	f.one(f.in(byeOK, uasAddr), uacAddr, "SIP/2.0 200 ")
+	if st := f.srv.TxStats(); st.Live != 2 || st.Lingering != 2 {
+		t.Fatalf("after both finals: %+v, want 2 tombs", st)
+	}
+	// A retransmitted BYE gets the stored 200 (timer J) ...
+	out := f.in(bye, uacAddr)
+	if got := f.one(out, uacAddr, "SIP/2.0 200 "); !strings.Contains(got, "CSeq: 2 BYE") {
+		t.Fatalf("re-sent final:\n%s", got)
+	}
+	none(t, out, "BYE ")
+	// ... the callee's retransmitted 200 to the BYE is absorbed (K) ...
+	if out := f.in(byeOK, uasAddr); len(out) != 0 {
+		t.Fatalf("a retransmitted non-INVITE final went on:\n%s", dump(out))
+	}
+	// ... its 2xx to the INVITE still goes up (M) ...
+	f.one(f.in(ok, uasAddr), uacAddr, "SIP/2.0 200 ")
+	// ... a retransmitted INVITE is absorbed silently (L) ...
+	if out := f.in(inv, uacAddr); len(out) != 0 {
+		t.Fatalf("a retransmitted INVITE in Accepted:\n%s", dump(out))
+	}
+	// ... a late CANCEL gets its 200 and cancels nothing ...
+	cancel := strings.Replace(strings.Replace(inv, "INVITE sip:", "CANCEL sip:", 1), "CSeq: 1 INVITE", "CSeq: 1 CANCEL", 1)
+	out = f.in(cancel, uacAddr)
+	if got := f.one(out, uacAddr, "SIP/2.0 200 "); !strings.Contains(got, "CSeq: 1 CANCEL") {
+		t.Fatalf("answer to the CANCEL:\n%s", got)
+	}
+	none(t, out, "CANCEL ")
+	// ... and the ACK of the 2xx is routed end to end.
+	ack := strings.Replace(strings.Replace(inv, "INVITE sip:", "ACK sip:", 1), "CSeq: 1 INVITE", "CSeq: 1 ACK", 1)
+	ack = strings.Replace(ack, "To: <sip:bob@example.com>", "To: <sip:bob@example.com>;tag=b1", 1)
+	f.one(f.in(ack, uacAddr), uasAddr, "ACK ")
+	f.wait(33 * time.Second)
+	if st := f.srv.TxStats(); st.Live != 0 || st.Lingering != 0 {
+		t.Fatalf("after 64*T1: %+v", st)
+	}
+	out = f.in(bye, uacAddr) // a new transaction now
+	f.one(out, uasAddr, "BYE ")
+}
+
 // TestStatefulMemoryPerTransaction holds 100,000 concurrent INVITE
 // transactions (forwarded, ringing) and reports the memory each takes.
 func TestStatefulMemoryPerTransaction(t *testing.T) {
@@ -371,6 +422,44 @@ func TestStatefulMemoryPerTransaction(t *testing.T) {
 	t.Logf("%d concurrent INVITE transactions: %.0f bytes each (heap %.1f MiB)", n, per, float64(after.HeapAlloc-before.HeapAlloc)/(1<<20))
 	if per > 6000 {
 		t.Fatalf("%.0f bytes per transaction", per)
+	}
+}
+
+// TestStatefulMemoryPerLingeringTransaction finishes 100,000 BYE
+// transactions and reports the memory each takes while it waits out
+// timers J and K.
+func TestStatefulMemoryPerLingeringTransaction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	const n = 100000
+	f := newStateful(t, relay.Options{To: []string{uasAddr.String()}})
+	f.r.buf = make([]byte, 0, 4096)
+	bye := strings.Replace(strings.Replace(string(crlf(invite)), "INVITE sip:", "BYE sip:", 1), "CSeq: 1 INVITE", "CSeq: 2 BYE", 1)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < n; i++ {
+		f.r.sent = f.r.sent[:0]
+		b := strings.Replace(bye, "z9hG4bK-1", fmt.Sprintf("z9hG4bK-%d", i), 1)
+		f.w.Handle([]byte(b), uacAddr, f.r)
+		var m sip.Message
+		if len(f.r.sent) != 1 || m.Parse([]byte(f.r.sent[0].data)) != nil {
+			t.Fatalf("BYE %d: %s", i, dump(f.r.sent))
+		}
+		f.r.sent = f.r.sent[:0]
+		f.w.Handle(sip.AppendResponse(nil, &m, 200, "OK", []byte("b1"), nil), uasAddr, f.r)
+	}
+	f.r.sent = nil
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if st := f.srv.TxStats(); st.Live != n || st.Lingering != n {
+		t.Fatalf("%+v, want %d lingering", st, n)
+	}
+	per := float64(after.HeapAlloc-before.HeapAlloc) / n
+	t.Logf("%d finished BYE transactions waiting out J and K: %.0f bytes each", n, per)
+	if per > 1000 {
+		t.Fatalf("%.0f bytes per lingering transaction", per)
 	}
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/veloxsip/velox/internal/hugepage"
 	"hash/maphash"
 	"net/netip"
 	"sync"
@@ -65,6 +66,7 @@ type Conn interface {
 type txBucket struct {
 	mu    sync.Mutex
 	head  *cell
+	tombs *tomb // transactions that only wait out their timers (tomb.go)
 	label uint32
 }
 
@@ -120,6 +122,7 @@ func (t *txTable) init() {
 	}
 	t.initMu.Do(func() {
 		t.buckets = make([]txBucket, t.mask+1)
+		hugepage.Slice(t.buckets)
 		t.ready.Store(true)
 	})
 }
@@ -222,6 +225,13 @@ func (t *txTable) alloc(b *txBucket, bi uint32) *cell {
 // release unlinks c from its bucket, stops its timers and recycles it;
 // st is the releasing goroutine's counters.
 func (t *txTable) release(b *txBucket, c *cell, st *WorkerStats) {
+	st.Released.Add(1)
+	t.recycle(b, c)
+}
+
+// recycle unlinks c from its bucket, stops its timers and puts it back in
+// the pool.
+func (t *txTable) recycle(b *txBucket, c *cell) {
 	for p := &b.head; *p != nil; p = &(*p).next {
 		if *p == c {
 			*p = c.next
@@ -230,7 +240,6 @@ func (t *txTable) release(b *txBucket, c *cell, st *WorkerStats) {
 	}
 	c.stopTimers()
 	c.clear()
-	st.Released.Add(1)
 	c.next = nil
 	t.cells.Put(c)
 }
@@ -240,7 +249,7 @@ type msgBuf struct{ b []byte }
 
 // Buffers come in size classes so a stored 300-byte response does not
 // hold a 4 KiB buffer for the 32 s a transaction lingers.
-var bufClasses = [...]int{512, 1024, 2048, 4096, 8192, 16384, 65536}
+var bufClasses = [...]int{256, 384, 512, 1024, 2048, 4096, 8192, 16384, 65536}
 
 var bufPools [len(bufClasses)]sync.Pool
 
@@ -317,14 +326,16 @@ func dropBuf(p **msgBuf) {
 
 // TxStats are transaction table counters.
 type TxStats struct {
-	Live    int64  // transactions in the table
-	Created uint64 // transactions created since start
+	Live      int64  // transactions in the table
+	Lingering int64  // of which only wait out their timers, as tombs
+	Created   uint64 // transactions created since start
 }
 
 // TxStats returns the transaction table counters.
 func (s *Server) TxStats() TxStats {
 	st := s.Stats()
-	return TxStats{Live: int64(st.Transactions) - int64(st.Released), Created: st.Transactions}
+	return TxStats{Live: int64(st.Transactions) - int64(st.Released),
+		Lingering: int64(st.Entombed) - int64(st.Buried), Created: st.Transactions}
 }
 
 // AdvanceTimers fires the due transaction timers from the calling

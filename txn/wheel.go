@@ -161,6 +161,14 @@ func (w *Wheel) Start(t *Timer, d time.Duration) {
 	w.mu.Unlock()
 }
 
+// Deadline returns when t fires on the wheel's clock and whether it is
+// armed. The caller holds the lock of t's owner.
+func (w *Wheel) Deadline(t *Timer) (int64, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return t.when, t.armed
+}
+
 // Stop disarms t. The caller holds the lock of t's owner.
 func (w *Wheel) Stop(t *Timer) {
 	w.mu.Lock()
