@@ -26,6 +26,16 @@ func (s *Server) sendFrom(out Sender, li *listenerInfo, b []byte, dst netip.Addr
 	}
 }
 
+// buildBuf returns the buffer to build a message for li in: the free
+// slot of the worker's batch when the worker serves li (saving a copy),
+// else the scratch buffer. sendBuilt then sends what was built there.
+func (s *Server) buildBuf(out Sender, li *listenerInfo, sc *scratch) []byte {
+	if li.servedBy(out) {
+		return out.Buffer()
+	}
+	return sc.buf[:0]
+}
+
 // absorb handles a request that belongs to an existing server
 // transaction: a retransmission (answered with the last response), the ACK
 // of a non-2xx final, or a CANCEL. It reports whether the request was
@@ -170,10 +180,10 @@ func (c *Context) RelayTargets(ts []Target, opt RelayOptions) {
 	cl.setDests(ts, opt)
 	c.st.Transactions.Add(1)
 	if invite && !t.opt.NoTrying {
-		sc := &c.w.sc
-		setBuf(&cl.rsp, sip.AppendResponse(sc.buf[:0], m, 100, "Trying", nil, nil))
+		b := sip.AppendResponse(c.srv.buildBuf(c.out, cl.li, &c.w.sc), m, 100, "Trying", nil, nil)
+		setBuf(&cl.rsp, b)
 		cl.code = 100
-		c.srv.sendFrom(c.out, cl.li, cl.rsp.b, cl.rspDst)
+		c.srv.sendBuilt(c.out, cl.li, b, cl.rspDst)
 	}
 	t.startDests(cl, c.out, m, c, &c.w.sc)
 	if !cl.pending() {
@@ -230,16 +240,14 @@ func (t *txTable) startDests(cl *cell, out Sender, m *sip.Message, c *Context, s
 		if len(tg.route) > 0 {
 			m.InsertHeaderFirst(tg.route)
 		}
-		out2, err := m.AppendTo(sc.buf[:0])
+		out2, err := m.AppendTo(t.srv.buildBuf(out, oli, sc))
 		m.RestoreEdits(&es)
-		if err == nil {
-			setBuf(&br.req, out2)
-		}
 		if err != nil {
 			br.state, br.code, br.local = bTerminated, 500, true
 			continue
 		}
-		t.srv.sendFrom(out, oli, br.req.b, dst)
+		setBuf(&br.req, out2)
+		t.srv.sendBuilt(out, oli, out2, dst)
 		c.st.Forwarded.Add(1)
 		br.interval = t.t.T1
 		if !oli.proto.Reliable() { // timers A and E: UDP only
@@ -338,15 +346,15 @@ func (t *txTable) forwardUp(cl *cell, m *sip.Message, out Sender, sc *scratch, k
 	if !m.RemoveTopVia() {
 		return
 	}
-	b, err := m.AppendTo(sc.buf[:0])
+	b, err := m.AppendTo(t.srv.buildBuf(out, cl.li, sc))
 	if err != nil {
 		return
 	}
 	if keep {
-		b = setBuf(&cl.rsp, b)
+		setBuf(&cl.rsp, b)
 		cl.code = m.StatusCode()
 	}
-	t.srv.sendFrom(out, cl.li, b, cl.rspDst)
+	t.srv.sendBuilt(out, cl.li, b, cl.rspDst)
 }
 
 func (t *txTable) inviteResponse(cl *cell, i int, m *sip.Message, code int, out Sender, sc *scratch) {
