@@ -17,7 +17,7 @@ type StatefulOptions struct {
 	// Timing holds T1, T2 and T4 (RFC 3261 defaults when zero).
 	Timing txn.Timing
 	// Buckets is the size of the transaction hash table, rounded up to a
-	// power of two (default 262144, 10 MiB: at 2,000 calls/s about
+	// power of two (default 262144, 8 MiB: at 2,000 calls/s about
 	// 130,000 transactions wait out their 64*T1 timers, and chains must
 	// stay short); each bucket has its own lock.
 	Buckets int
