@@ -58,7 +58,7 @@ func (w *Worker) absorb(c *Context) bool {
 	}
 	cl := b.find(h, key, invite, meth, m.MethodName())
 	if cl == nil {
-		if tm := b.findTomb(h, key, invite, meth); tm != nil && meth != sip.MethodOther {
+		if tm := b.findTomb(h, key, invite, meth); tm != nil {
 			return w.absorbTomb(c, tm)
 		}
 		return false
@@ -150,7 +150,7 @@ func (c *Context) RelayTargets(ts []Target, opt RelayOptions) {
 		}
 		return
 	}
-	if tm := b.findTomb(h, key, invite, m.Method()); tm != nil && m.Method() != sip.MethodOther {
+	if tm := b.findTomb(h, key, invite, m.Method()); tm != nil {
 		if tm.rsp != nil {
 			c.srv.sendFrom(c.out, tm.li, tm.rsp.b, tm.rspDst)
 		}

@@ -133,7 +133,8 @@ func (t *txTable) entomb(b *txBucket, cl *cell, st *WorkerStats) {
 	t.recycle(b, cl)
 }
 
-// findTomb is find for the tombs of b.
+// findTomb is find for the tombs of b (no tomb has MethodOther: such
+// transactions linger whole).
 func (b *txBucket) findTomb(h uint64, key []byte, invite bool, method sip.Method) *tomb {
 	for tm := b.tombs; tm != nil; tm = tm.next {
 		if tm.hash == h && tm.invite == invite && (invite || tm.method == method) && string(tm.key[:tm.keyLen]) == string(key) {
