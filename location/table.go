@@ -6,13 +6,13 @@
 package location
 
 import (
-	"github.com/veloxsip/velox/internal/hugepage"
 	"hash/maphash"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/veloxsip/velox/internal/hugepage"
 	"github.com/veloxsip/velox/txn"
 )
 

@@ -298,11 +298,14 @@ func (t *txTable) sendCancel(cl *cell, br *branch, out Sender, sc *scratch) {
 // the transaction).
 func (w *Worker) response(c *Context, m *sip.Message, top *sip.Via, out Sender) bool {
 	t := w.srv.tm
-	b, cl, i := t.lockBranch(top.Branch)
-	if cl == nil {
-		return t.tombResponse(m, top.Branch)
+	b, cl, tm, i := t.lockBranch(top.Branch)
+	if cl == nil && tm == nil {
+		return false
 	}
 	defer b.mu.Unlock()
+	if tm != nil {
+		return tm.absorbs(m, i)
+	}
 	br := cl.br[i]
 	if _, meth, err := m.CSeq(); err != nil || string(meth) == "CANCEL" {
 		if err == nil && br.cancelSt == cSent {
@@ -323,21 +326,25 @@ func (w *Worker) response(c *Context, m *sip.Message, top *sip.Via, out Sender) 
 }
 
 // lockBranch finds the cell and branch index a branch parameter of ours
-// names and returns them with the cell's bucket locked; cl is nil (and
-// nothing locked) when there is none.
-func (t *txTable) lockBranch(branch []byte) (b *txBucket, cl *cell, i int) {
+// names, or the tomb the cell became, and returns them with the bucket
+// locked; cl and tm are nil (and nothing locked) when there is neither.
+func (t *txTable) lockBranch(branch []byte) (b *txBucket, cl *cell, tm *tomb, i int) {
 	bi, label, i, ok := parseBranchID(branch)
 	if !ok || bi > t.mask || !t.ready.Load() {
-		return nil, nil, 0
+		return nil, nil, nil, 0
 	}
 	b = &t.buckets[bi]
 	b.mu.Lock()
-	cl = b.findLabel(label)
-	if cl == nil || i >= cl.nbr {
-		b.mu.Unlock()
-		return nil, nil, 0
+	if cl = b.findLabel(label); cl != nil && i < cl.nbr {
+		return b, cl, nil, i
 	}
-	return b, cl, i
+	if cl == nil {
+		if tm = b.findTombLabel(label); tm != nil {
+			return b, nil, tm, i
+		}
+	}
+	b.mu.Unlock()
+	return nil, nil, nil, 0
 }
 
 // forwardUp sends response m (our Via removed) to the caller; keep stores
@@ -842,11 +849,14 @@ func (t *txTable) branchTimeout(cl *cell, i int, tw *timerWorker) {
 // §16.9: a transport error counts as a 503 from that branch).
 func (s *Server) unreachable(payload []byte, dst netip.AddrPort, out Sender, sc *scratch, st *WorkerStats) bool {
 	t := s.tm
-	b, cl, i := t.lockBranch(firstViaBranch(payload))
-	if cl == nil {
+	b, cl, tm, i := t.lockBranch(firstViaBranch(payload))
+	if cl == nil && tm == nil {
 		return false
 	}
 	defer b.mu.Unlock()
+	if tm != nil {
+		return false // the branch has its final response already
+	}
 	br := cl.br[i]
 	if br.dst != dst || br.state > bProceeding || bytes.HasPrefix(payload, []byte("CANCEL ")) || bytes.HasPrefix(payload, []byte("ACK ")) {
 		return false

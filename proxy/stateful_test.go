@@ -396,6 +396,20 @@ func TestStatefulTombs(t *testing.T) {
 	f.one(out, uasAddr, "BYE ")
 }
 
+// heapPer runs step(0) … step(n-1) and returns the heap they left
+// allocated, in bytes per step, after a collection on either side.
+func heapPer(n int, step func(i int)) float64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := 0; i < n; i++ {
+		step(i)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+}
+
 // TestStatefulMemoryPerTransaction holds 100,000 concurrent INVITE
 // transactions (forwarded, ringing) and reports the memory each takes.
 func TestStatefulMemoryPerTransaction(t *testing.T) {
@@ -405,21 +419,15 @@ func TestStatefulMemoryPerTransaction(t *testing.T) {
 	const n = 100000
 	f := newStateful(t, relay.Options{To: []string{uasAddr.String()}})
 	f.r.buf = make([]byte, 0, 4096)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := 0; i < n; i++ {
+	per := heapPer(n, func(i int) {
 		f.r.sent = f.r.sent[:0]
 		f.w.Handle([]byte(inviteN(i)), uacAddr, f.r)
-	}
+	})
 	f.r.sent = nil
-	runtime.GC()
-	runtime.ReadMemStats(&after)
 	if got := f.live(); got != n {
 		t.Fatalf("live = %d, want %d", got, n)
 	}
-	per := float64(after.HeapAlloc-before.HeapAlloc) / n
-	t.Logf("%d concurrent INVITE transactions: %.0f bytes each (heap %.1f MiB)", n, per, float64(after.HeapAlloc-before.HeapAlloc)/(1<<20))
+	t.Logf("%d concurrent INVITE transactions: %.0f bytes each (heap %.1f MiB)", n, per, per*n/(1<<20))
 	if per > 6000 {
 		t.Fatalf("%.0f bytes per transaction", per)
 	}
@@ -436,10 +444,7 @@ func TestStatefulMemoryPerLingeringTransaction(t *testing.T) {
 	f := newStateful(t, relay.Options{To: []string{uasAddr.String()}})
 	f.r.buf = make([]byte, 0, 4096)
 	bye := strings.Replace(strings.Replace(string(crlf(invite)), "INVITE sip:", "BYE sip:", 1), "CSeq: 1 INVITE", "CSeq: 2 BYE", 1)
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := 0; i < n; i++ {
+	per := heapPer(n, func(i int) {
 		f.r.sent = f.r.sent[:0]
 		b := strings.Replace(bye, "z9hG4bK-1", fmt.Sprintf("z9hG4bK-%d", i), 1)
 		f.w.Handle([]byte(b), uacAddr, f.r)
@@ -449,14 +454,11 @@ func TestStatefulMemoryPerLingeringTransaction(t *testing.T) {
 		}
 		f.r.sent = f.r.sent[:0]
 		f.w.Handle(sip.AppendResponse(nil, &m, 200, "OK", []byte("b1"), nil), uasAddr, f.r)
-	}
+	})
 	f.r.sent = nil
-	runtime.GC()
-	runtime.ReadMemStats(&after)
 	if st := f.srv.TxStats(); st.Live != n || st.Lingering != n {
 		t.Fatalf("%+v, want %d lingering", st, n)
 	}
-	per := float64(after.HeapAlloc-before.HeapAlloc) / n
 	t.Logf("%d finished BYE transactions waiting out J and K: %.0f bytes each", n, per)
 	if per > 1000 {
 		t.Fatalf("%.0f bytes per lingering transaction", per)

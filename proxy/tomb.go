@@ -101,21 +101,18 @@ func (t *txTable) settle(b *txBucket, cl *cell, st *WorkerStats) {
 // entomb replaces the quiet cell cl of bucket b by a tomb that lives until
 // the last of the cell's timers would have fired.
 func (t *txTable) entomb(b *txBucket, cl *cell, st *WorkerStats) {
-	end, armed := cl.wheel.Deadline(&cl.tWait)
-	if !armed {
-		end = 0
-	}
+	var timers [MaxBranches + 1]*txn.Timer
+	timers[0] = &cl.tWait
 	tm := tombs.Get().(*tomb)
 	tm.ok2xx = 0
 	for i := 0; i < cl.nbr; i++ {
 		br := cl.br[i]
-		if e, ok := cl.wheel.Deadline(&br.tTimeout); ok && e > end {
-			end = e
-		}
+		timers[i+1] = &br.tTimeout
 		if br.state == bAccepted {
 			tm.ok2xx |= 1 << i
 		}
 	}
+	end := cl.wheel.Latest(timers[:cl.nbr+1])
 	bi := cl.bucket.Load()
 	tm.bucket.Store(bi)
 	tm.label, tm.hash, tm.nbr = cl.label, cl.hash, uint8(cl.nbr)
@@ -161,31 +158,25 @@ func (w *Worker) absorbTomb(c *Context, tm *tomb) bool {
 	return true
 }
 
-// tombResponse handles a response for a branch of ours that has no cell:
-// absorbed when the branch's transaction lingers as a tomb, except for a
-// 2xx of an answered INVITE branch, which (like one after the end of the
-// transaction) the caller forwards statelessly. It reports whether the
-// response was absorbed.
-func (t *txTable) tombResponse(m *sip.Message, branch []byte) bool {
-	bi, label, i, ok := parseBranchID(branch)
-	if !ok || bi > t.mask || !t.ready.Load() {
-		return false
-	}
-	b := &t.buckets[bi]
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// findTombLabel is findLabel for the tombs of b.
+func (b *txBucket) findTombLabel(label uint32) *tomb {
 	for tm := b.tombs; tm != nil; tm = tm.next {
-		if tm.label != label {
-			continue
+		if tm.label == label {
+			return tm
 		}
-		code := m.StatusCode()
-		if _, meth, err := m.CSeq(); err == nil && string(meth) != "CANCEL" &&
-			tm.invite && code >= 200 && code < 300 && i < int(tm.nbr) && tm.ok2xx&(1<<i) != 0 {
-			return false
-		}
-		return true
 	}
-	return false
+	return nil
+}
+
+// absorbs reports whether response m for branch i of the transaction that
+// became tm is absorbed: all are, except a 2xx of an answered INVITE
+// branch, which (like one after the end of the transaction) the caller
+// forwards statelessly.
+func (tm *tomb) absorbs(m *sip.Message, i int) bool {
+	code := m.StatusCode()
+	_, meth, err := m.CSeq()
+	return err != nil || string(meth) == "CANCEL" || !tm.invite || code < 200 || code >= 300 ||
+		i >= int(tm.nbr) || tm.ok2xx&(1<<i) == 0
 }
 
 // bury ends tomb tm when its timer fires.

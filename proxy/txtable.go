@@ -1,13 +1,13 @@
 package proxy
 
 import (
-	"github.com/veloxsip/velox/internal/hugepage"
 	"hash/maphash"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/veloxsip/velox/internal/hugepage"
 	"github.com/veloxsip/velox/sip"
 	"github.com/veloxsip/velox/txn"
 )

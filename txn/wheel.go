@@ -161,12 +161,18 @@ func (w *Wheel) Start(t *Timer, d time.Duration) {
 	w.mu.Unlock()
 }
 
-// Deadline returns when t fires on the wheel's clock and whether it is
-// armed. The caller holds the lock of t's owner.
-func (w *Wheel) Deadline(t *Timer) (int64, bool) {
+// Latest returns when the last armed timer of ts fires on the wheel's
+// clock (0 when none is armed). The caller holds the lock of their owner.
+func (w *Wheel) Latest(ts []*Timer) int64 {
+	var end int64
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return t.when, t.armed
+	for _, t := range ts {
+		if t.armed && t.when > end {
+			end = t.when
+		}
+	}
+	w.mu.Unlock()
+	return end
 }
 
 // Stop disarms t. The caller holds the lock of t's owner.

@@ -9,9 +9,8 @@ import (
 )
 
 // startProfile writes a CPU profile to the file named by VELOX_CPUPROFILE
-// (for benchmarking and the build's default.pgo), sampled
-// VELOX_CPUPROFILE_HZ times a second (default 100); the returned function
-// stops it.
+// (for benchmarking), sampled VELOX_CPUPROFILE_HZ times a second (default
+// 100); the returned function stops it.
 func startProfile() func() {
 	path := os.Getenv("VELOX_CPUPROFILE")
 	if path == "" {
