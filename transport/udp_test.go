@@ -371,3 +371,35 @@ func TestBurstsStopLinger(t *testing.T) {
 		t.Fatalf("linger.skip = %d after %d bursts, want >= 7 (lingering kept missing)", l.linger.skip, bursts)
 	}
 }
+
+// TestOnlyAnsweredBatchesLinger has a listener handle one datagram and
+// reads, once the worker stopped, whether it planned a linger: after an
+// answered datagram it does, after a relayed one it does not.
+func TestOnlyAnsweredBatchesLinger(t *testing.T) {
+	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	buf := make([]byte, 64)
+	for _, tc := range []struct {
+		payload string
+		linger  bool
+	}{{"relay", false}, {"x", true}} {
+		h := holdEcho{relayTo: sink.LocalAddr().(*net.UDPAddr).AddrPort()}
+		l, c := listenLoopback(t, h)
+		from := c
+		if !tc.linger {
+			from = sink
+		}
+		c.Write([]byte(tc.payload))
+		from.SetDeadline(time.Now().Add(2 * time.Second))
+		if n, err := from.Read(buf); err != nil || string(buf[:n]) != tc.payload {
+			t.Fatalf("read %q, %v; want %q", buf[:n], err, tc.payload)
+		}
+		l.Close() // the worker's state is read after it stopped
+		if got := l.linger.next != 0; got != tc.linger {
+			t.Errorf("after %q the worker planned a linger: %v, want %v", tc.payload, got, tc.linger)
+		}
+	}
+}
