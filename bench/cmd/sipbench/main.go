@@ -55,6 +55,7 @@ type config struct {
 	pause        time.Duration
 	users        int
 	variants     variantFlag
+	pair         string
 }
 
 // variantFlag collects -variant NAME:VAR=V[,VAR=V]: an extra velox row
@@ -143,6 +144,7 @@ func main() {
 	flag.DurationVar(&c.pause, "pause", time.Second, "idle time between runs")
 	flag.IntVar(&c.users, "users", 0, "subscribers of the register-auth suite, imported into both servers (default: -calls, so that every call of a run is a different user)")
 	flag.Var(&c.variants, "variant", "extra velox row velox-NAME run with environment variables, NAME:VAR=V[,VAR=V] (repeatable; BIN=path runs that velox binary)")
+	flag.StringVar(&c.pair, "pair", "", "A,B: run servers A and B at the same time, each with its own SIPp load, -repeat times (A/B comparison under the same host noise)")
 	flag.Parse()
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "sipbench:", err)
@@ -190,7 +192,12 @@ func run(c config) error {
 	env.Kamailio, _ = exec.LookPath("kamailio")
 	all := withVariants(suite.Servers(Env{Root: root, Listen: env.Listen, To: env.To}), c.variants)
 	var selected []string
-	if c.servers == "" {
+	if c.pair != "" {
+		selected = strings.Split(c.pair, ",")
+		if len(selected) != 2 || selected[0] == selected[1] {
+			return errors.New("-pair wants two different servers A,B")
+		}
+	} else if c.servers == "" {
 		for _, s := range all {
 			selected = append(selected, s.Name)
 		}
@@ -252,6 +259,9 @@ func run(c config) error {
 		uacArgs = suite.UACArgs(env)
 	}
 
+	if c.pair != "" {
+		return runPairs(c, sipp, suite, env, servers, root, work, uacArgs, notes)
+	}
 	load0 := loadAvg()
 	results := map[string][]runResult{}
 	failedTooMuch := false
@@ -262,7 +272,7 @@ func run(c config) error {
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "run %d/%d %s: %d calls at %d cps ... ", r, c.repeat, s.Name, c.calls, c.rate)
-			res := runOne(c, sipp, suite, s, root, dir, uacArgs)
+			res := runOne(c, sipp, suite, s, root, dir, uacArgs, nil)
 			results[s.Name] = append(results[s.Name], res)
 			if res.err != nil {
 				fmt.Fprintf(os.Stderr, "ERROR: %v\n", res.err)
@@ -295,8 +305,10 @@ func run(c config) error {
 }
 
 // runOne measures one server: UAS up, server up (answering OPTIONS), CPU
-// snapshot, UAC run, CPU snapshot, everything stopped.
-func runOne(c config, sipp string, suite Suite, s Server, root, dir string, uacArgs []string) (res runResult) {
+// snapshot, UAC run, CPU snapshot, everything stopped. gate, when set, is
+// called once the server is ready, just before the CPU snapshot (a pair's
+// two runs start their UACs together).
+func runOne(c config, sipp string, suite Suite, s Server, root, dir string, uacArgs []string, gate func()) (res runResult) {
 	res.server = s.Name
 	for _, p := range []int{c.proxyPort, c.uasPort} {
 		if sipptest.UDPBound(p) {
@@ -361,6 +373,9 @@ func runOne(c config, sipp string, suite Suite, s Server, root, dir string, uacA
 		}
 	})
 
+	if gate != nil {
+		gate()
+	}
 	cpu0, _ := treeCPU(pid)
 	uas0, _ := treeCPU(uas.Pid())
 	host0 := hostBusy()

@@ -25,3 +25,15 @@ func TestTreeSelf(t *testing.T) {
 		t.Fatalf("memory %+v", m)
 	}
 }
+
+func TestTreeCPUCounts(t *testing.T) {
+	before, _ := treeCPU(os.Getpid())
+	x := 0
+	for i := 0; i < 20_000_000; i++ {
+		x += i % 7
+	}
+	after, _ := treeCPU(os.Getpid())
+	if x == 0 || after <= before {
+		t.Fatalf("CPU time did not grow: %v -> %v", before, after)
+	}
+}

@@ -116,6 +116,14 @@ func machine() []string {
 		"Go: " + goVer,
 		"Kamailio: " + first("kamailio", "-v"),
 		"SIPp: " + strings.TrimPrefix(first("sipp", "-v"), "SIPp "),
-		fmt.Sprintf("clock ticks: %d/s (CPU resolution 1/%d s per process)", clockTicks, clockTicks),
+		cpuSource(),
 	}
+}
+
+// cpuSource says where the CPU times come from.
+func cpuSource() string {
+	if schedstat {
+		return "CPU time: threads' run time from /proc/PID/task/TID/schedstat (ns)"
+	}
+	return fmt.Sprintf("CPU time: utime+stime, clock ticks %d/s (resolution 1/%d s per process)", clockTicks, clockTicks)
 }
