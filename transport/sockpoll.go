@@ -28,9 +28,11 @@ import (
 //     filtered out by the instance; a datagram that arrives reaches the
 //     netpoller as before. Waiting costs no system call more than reading
 //     the socket through the netpoller did.
-//   - writable: registered one-shot, armed only while a goroutine waits
-//     for room in the send buffer (rare), so the socket's write space goes
-//     nowhere the rest of the time.
+//   - writable: the socket is added to the instance (one-shot) only while
+//     a goroutine waits for room in the send buffer (rare) and removed
+//     after, so the rest of the time each datagram freed by the kernel
+//     wakes one wait queue entry (readable's), not two: in
+//     sock_wfree, on every datagram sent.
 type sockPoll struct {
 	epfd   int      // the inner epoll instance, holding only the socket
 	file   *os.File // epfd, registered with Go's netpoller
@@ -40,9 +42,10 @@ type sockPoll struct {
 	closed *atomic.Bool
 }
 
-// newSockPoll makes a sockPoll for sock's events (one-shot: armed per wait,
-// see pollWaiter; otherwise level-triggered, see RawConn.Read on raw); closed
-// is the owner's flag, which ends a one-shot wait once set.
+// newSockPoll makes a sockPoll for sock's events: level-triggered and
+// registered at once (see RawConn.Read on raw), or one-shot, registered
+// only for the time of each wait (see pollWaiter); closed is the owner's
+// flag, which ends a one-shot wait once set.
 func newSockPoll(sock int, events uint32, oneshot bool, closed *atomic.Bool) (*sockPoll, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -52,22 +55,10 @@ func newSockPoll(sock int, events uint32, oneshot bool, closed *atomic.Bool) (*s
 		unix.Close(epfd)
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	ev := unix.EpollEvent{Events: events, Fd: int32(sock)}
-	if oneshot {
-		ev.Events |= unix.EPOLLONESHOT
-	}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, sock, &ev); err != nil {
-		return fail("epoll_ctl", err)
-	}
-	if oneshot {
-		// A one-shot item stays armed until its event is taken, and
-		// meanwhile passes every later event on to the netpoller (a
-		// writable socket is ready at once). Take it now to disarm it.
-		// (A mask of 0 would not do: epoll_ctl always adds the error
-		// and hang-up events.)
-		var got [1]unix.EpollEvent
-		if _, err := unix.EpollWait(epfd, got[:], 0); err != nil {
-			return fail("epoll_wait", err)
+	if !oneshot {
+		ev := unix.EpollEvent{Events: events, Fd: int32(sock)}
+		if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, sock, &ev); err != nil {
+			return fail("epoll_ctl", err)
 		}
 	}
 	// os.NewFile hands a descriptor to the netpoller only if it is
@@ -89,8 +80,10 @@ func (p *sockPoll) Close() error { return p.file.Close() }
 
 // pollWaiter is one goroutine's way to wait on a one-shot sockPoll.
 // Waiters of one sockPoll take turns (RawConn.Read holds the descriptor's
-// read lock), and each arms the socket itself once it has the lock, so a
-// waiter never sleeps on an event another one took.
+// read lock), and each adds the socket to the instance once it has the
+// lock and removes it before letting go, so a waiter never sleeps on an
+// event another one took, and the socket is out of the instance whenever
+// nobody waits.
 type pollWaiter struct {
 	p     *sockPoll
 	armed bool
@@ -109,28 +102,48 @@ func (p *sockPoll) newWaiter() *pollWaiter {
 // performs the operation, non-blocking, and waits again if it would block.
 func (wt *pollWaiter) wait() error {
 	wt.armed = false
-	return wt.p.raw.Read(wt.fn)
+	err := wt.p.raw.Read(wt.fn)
+	if wt.armed { // Read failed (the instance closed) while armed
+		wt.disarm()
+	}
+	return err
 }
 
-// check arms the socket on its first call in a wait, and takes a pending
-// event on later ones, which disarms it. RawConn.Read calls it before
+// check adds the socket to the instance on its first call in a wait, and
+// on later ones takes a pending event, which ends the wait; the socket
+// leaves the instance when the wait ends. RawConn.Read calls it before
 // parking and after each wake-up.
 func (wt *pollWaiter) check(uintptr) bool {
 	p := wt.p
 	if !wt.armed {
 		wt.ev[0] = unix.EpollEvent{Events: p.events | unix.EPOLLONESHOT, Fd: int32(p.sock)}
-		_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(p.epfd), unix.EPOLL_CTL_MOD, uintptr(p.sock),
+		_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(p.epfd), unix.EPOLL_CTL_ADD, uintptr(p.sock),
 			uintptr(unsafe.Pointer(&wt.ev[0])), 0, 0)
 		if e != 0 {
 			return true // let the caller's operation report the trouble
 		}
 		wt.armed = true
-		// Armed on a socket that has the event already, the instance
+		// Added while the socket has the event already, the instance
 		// becomes ready and the netpoller hears of it (RawConn.Read
 		// cleared what it knew before calling check): the wait that
 		// follows returns at once, without a thread switch.
-		return p.closed.Load()
+		if p.closed.Load() {
+			wt.disarm()
+			return true
+		}
+		return false
 	}
 	n, _, _ := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.epfd), uintptr(unsafe.Pointer(&wt.ev[0])), 1, 0, 0, 0)
-	return int(n) > 0 || p.closed.Load()
+	if int(n) > 0 || p.closed.Load() {
+		wt.disarm()
+		return true
+	}
+	return false
+}
+
+// disarm takes the socket out of the instance.
+func (wt *pollWaiter) disarm() {
+	p := wt.p
+	unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(p.epfd), unix.EPOLL_CTL_DEL, uintptr(p.sock), 0, 0, 0)
+	wt.armed = false
 }
