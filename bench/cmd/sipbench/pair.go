@@ -117,8 +117,9 @@ func reportPairs(w io.Writer, c config, suite Suite, names []string, runs []pair
 	var ratios []float64
 	for i, p := range runs {
 		port := c.proxyPort + p.aSlot*pairPortOffset
-		ra := fmt.Sprintf("%.3f", p.ratio())
+		ra := "n/a"
 		if !math.IsNaN(p.ratio()) {
+			ra = fmt.Sprintf("%.3f", p.ratio())
 			ratios = append(ratios, p.ratio())
 		}
 		fmt.Fprintf(w, "| %d | %d | %s | %s | %s | %s / %s |\n", i+1, port, cell(p.a), cell(p.b), ra, failedCalls(c, p.a), failedCalls(c, p.b))
