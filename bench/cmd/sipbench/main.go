@@ -276,23 +276,38 @@ func run(c config) error {
 			results[s.Name] = append(results[s.Name], res)
 			if res.err != nil {
 				fmt.Fprintf(os.Stderr, "ERROR: %v\n", res.err)
-				failedTooMuch = failedTooMuch || c.maxFailed >= 0
 			} else {
 				st := res.uac.Stats
 				fmt.Fprintf(os.Stderr, "ok %d failed %d retrans %d cpu %.1f µs/call\n",
 					st.Successful, st.Failed, st.Retransmissions, res.cpuPerCall())
-				if c.maxFailed >= 0 && (st.Failed > c.maxFailed || st.Successful+st.Failed < int64(c.calls)) {
-					failedTooMuch = true
-				}
 			}
+			failedTooMuch = failedTooMuch || tooManyFailed(c, res)
 			time.Sleep(c.pause)
 		}
 	}
 
-	var buf strings.Builder
-	w := io.MultiWriter(os.Stdout, &buf)
 	notes = append(notes, fmt.Sprintf("load average before / after the runs: %s / %s (other load on the machine inflates CPU per call)", load0, loadAvg()))
-	report(w, c, suite, servers, results, notes)
+	return finish(c, failedTooMuch, func(w io.Writer) { report(w, c, suite, servers, results, notes) })
+}
+
+// tooManyFailed reports whether run r breaks -max-failed: it failed, or
+// more of its calls failed or did not finish than allowed.
+func tooManyFailed(c config, r runResult) bool {
+	if c.maxFailed < 0 {
+		return false
+	}
+	if r.err != nil {
+		return true
+	}
+	st := r.uac.Stats
+	return st.Failed > c.maxFailed || st.Successful+st.Failed < int64(c.calls)
+}
+
+// finish writes the Markdown report to stdout and to -out, and turns
+// failedTooMuch into the command's error.
+func finish(c config, failedTooMuch bool, write func(io.Writer)) error {
+	var buf strings.Builder
+	write(io.MultiWriter(os.Stdout, &buf))
 	if c.out != "" {
 		if err := os.WriteFile(c.out, []byte(buf.String()), 0o644); err != nil {
 			return err

@@ -79,29 +79,12 @@ func runPairs(c config, sipp string, suite Suite, env Env, servers []Server, roo
 		done.Wait()
 		p := pairRun{a: res[0], b: res[1], aSlot: aSlot}
 		runs = append(runs, p)
-		for _, x := range res {
-			if x.err != nil {
-				failedTooMuch = failedTooMuch || c.maxFailed >= 0
-			} else if st := x.uac.Stats; c.maxFailed >= 0 && (st.Failed > c.maxFailed || st.Successful+st.Failed < int64(c.calls)) {
-				failedTooMuch = true
-			}
-		}
+		failedTooMuch = failedTooMuch || tooManyFailed(c, res[0]) || tooManyFailed(c, res[1])
 		fmt.Fprintf(os.Stderr, "%s %.1f, %s %.1f µs/call, B/A %.3f\n", names[0], p.a.cpuPerCall(), names[1], p.b.cpuPerCall(), p.ratio())
 		time.Sleep(c.pause)
 	}
-	var buf strings.Builder
-	w := io.MultiWriter(os.Stdout, &buf)
 	notes = append(notes, fmt.Sprintf("load average before / after the runs: %s / %s", load0, loadAvg()))
-	reportPairs(w, c, suite, names, runs, notes)
-	if c.out != "" {
-		if err := os.WriteFile(c.out, []byte(buf.String()), 0o644); err != nil {
-			return err
-		}
-	}
-	if failedTooMuch {
-		return fmt.Errorf("some run failed or had more than %d failed calls", c.maxFailed)
-	}
-	return nil
+	return finish(c, failedTooMuch, func(w io.Writer) { reportPairs(w, c, suite, names, runs, notes) })
 }
 
 // reportPairs prints the Markdown table of -pair: one row per repetition
@@ -137,15 +120,7 @@ func reportPairs(w io.Writer, c config, suite Suite, names []string, runs []pair
 		fmt.Fprintln(w, "CPU per call ratio: not available (no run of the pair succeeded).")
 		fmt.Fprintln(w)
 	}
-	for _, n := range notes {
-		fmt.Fprintf(w, "- note: %s\n", n)
-	}
-	fmt.Fprintln(w, "\nMachine:")
-	fmt.Fprintln(w)
-	for _, l := range machine() {
-		fmt.Fprintf(w, "- %s\n", l)
-	}
-	fmt.Fprintln(w)
+	footer(w, notes)
 }
 
 // cell is a run's CPU per call, or its error.

@@ -82,20 +82,16 @@ func processTree(root int) []int {
 // thread included): the sum of the threads' run time in nanoseconds from
 // schedstat where the kernel has it, else utime+stime in clock ticks.
 func treeCPU(root int) (time.Duration, int) {
-	var ticks int64
-	var ns time.Duration
+	var cpu time.Duration
 	pids := processTree(root)
 	for _, pid := range pids {
 		if schedstat {
-			ns += threadsRunTime(pid)
+			cpu += threadsRunTime(pid)
 		} else if s, err := readProcStat(pid); err == nil {
-			ticks += s.utime + s.stime
+			cpu += time.Duration(s.utime+s.stime) * time.Second / time.Duration(clockTicks)
 		}
 	}
-	if schedstat {
-		return ns, len(pids)
-	}
-	return time.Duration(ticks) * time.Second / time.Duration(clockTicks), len(pids)
+	return cpu, len(pids)
 }
 
 // schedstat reports whether /proc/PID/task/TID/schedstat exists: its first

@@ -63,6 +63,11 @@ func report(w io.Writer, c config, suite Suite, servers []Server, results map[st
 	} else {
 		fmt.Fprintf(w, "CPU per call ratio: not available (%s not measured).\n\n", suite.Candidate)
 	}
+	footer(w, notes)
+}
+
+// footer prints a report's notes and the machine description.
+func footer(w io.Writer, notes []string) {
 	for _, n := range notes {
 		fmt.Fprintf(w, "- note: %s\n", n)
 	}
