@@ -108,16 +108,21 @@ func TestSockPollWritable(t *testing.T) {
 		t.Fatalf("a new one-shot sockPoll reports %d events while nobody waits", n)
 	}
 	wt := p.newWaiter()
-	done := make(chan error, 1)
-	go func() { done <- wt.wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
+	// wait waits for the (empty, so writable) socket, bounded in time.
+	wait := func(what string) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- wt.wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal(what + " did not return")
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("waiting for a writable socket did not return")
 	}
+	wait("waiting for a writable socket")
 	if n := ready(); n != 0 {
 		t.Fatalf("after a wait the sockPoll reports %d events", n)
 	}
@@ -129,13 +134,5 @@ func TestSockPollWritable(t *testing.T) {
 		t.Fatalf("after a wait the socket is still in epoll instances %v", e)
 	}
 	// A second wait works the same (the socket is added again).
-	go func() { done <- wt.wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a second wait for a writable socket did not return")
-	}
+	wait("a second wait for a writable socket")
 }
