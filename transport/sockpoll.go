@@ -127,18 +127,18 @@ func (wt *pollWaiter) check(uintptr) bool {
 		// becomes ready and the netpoller hears of it (RawConn.Read
 		// cleared what it knew before calling check): the wait that
 		// follows returns at once, without a thread switch.
-		if p.closed.Load() {
-			wt.disarm()
-			return true
-		}
-		return false
+		return wt.endIf(p.closed.Load())
 	}
 	n, _, _ := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.epfd), uintptr(unsafe.Pointer(&wt.ev[0])), 1, 0, 0, 0)
-	if int(n) > 0 || p.closed.Load() {
+	return wt.endIf(int(n) > 0 || p.closed.Load())
+}
+
+// endIf ends the wait when done: the socket leaves the instance.
+func (wt *pollWaiter) endIf(done bool) bool {
+	if done {
 		wt.disarm()
-		return true
 	}
-	return false
+	return done
 }
 
 // disarm takes the socket out of the instance.

@@ -117,6 +117,10 @@ type runResult struct {
 	sippCPU  time.Duration // SIPp UAC + UAS CPU time during the UAC run
 }
 
+// notDone counts the calls of a run of calls that failed or did not
+// finish.
+func (r runResult) notDone(calls int) int64 { return int64(calls) - r.uac.Stats.Successful }
+
 func (r runResult) cpuPerCall() float64 {
 	if r.err != nil || r.uac.Stats.Successful == 0 {
 		return math.NaN()

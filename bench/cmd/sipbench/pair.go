@@ -136,6 +136,5 @@ func failedCalls(c config, r runResult) string {
 	if r.err != nil {
 		return "-"
 	}
-	st := r.uac.Stats
-	return fmt.Sprint(st.Failed + (int64(c.calls) - st.Successful - st.Failed))
+	return fmt.Sprint(r.notDone(c.calls))
 }

@@ -32,7 +32,7 @@ func report(w io.Writer, c config, suite Suite, servers []Server, results map[st
 		}
 		best[s.Name] = m.cpuPerCall()
 		st := m.uac.Stats
-		failed := st.Failed + (int64(c.calls) - st.Successful - st.Failed) // unfinished count as failed
+		failed := m.notDone(c.calls) // unfinished count as failed
 		var allS []string
 		for _, v := range all {
 			allS = append(allS, fmt.Sprintf("%.1f", v))
